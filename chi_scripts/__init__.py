@@ -1,0 +1,1 @@
+"""chi_scripts package."""

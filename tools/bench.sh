@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every benchmark in bench/ in turn; each prints ratios measured within its own run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shopt -s nullglob
+benches=(bench/bench_*.py)
+[ ${#benches[@]} -gt 0 ] || { echo "make bench: no benchmark in bench/ yet" >&2; exit 1; }
+for b in "${benches[@]}"; do
+  echo "=== $b"
+  python "$b"
+done

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs `molecule test` for each named role in turn and prints one summary line per scenario.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+export ANSIBLE_ROLES_PATH="$root/roles"
+export ANSIBLE_CONFIG="$root/ansible.cfg"
+[ $# -gt 0 ] || { echo "molecule-all: no role has a molecule/default scenario yet" >&2; exit 1; }
+
+declare -a summary
+failed=0
+for role in "$@"; do
+  dir="$root/roles/$role"
+  [ -f "$dir/molecule/default/molecule.yml" ] || { echo "molecule-all: roles/$role has no scenario" >&2; exit 2; }
+  echo "=== molecule test: $role"
+  start=$SECONDS
+  if (cd "$dir" && molecule test); then
+    summary+=("PASS $role ($((SECONDS - start)) s)")
+  else
+    summary+=("FAIL $role ($((SECONDS - start)) s)")
+    failed=$((failed + 1))
+  fi
+done
+printf '%s\n' "--- Molecule summary" "${summary[@]}"
+passed=$(( $# - failed ))
+echo "molecule: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
