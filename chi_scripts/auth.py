@@ -28,6 +28,8 @@ def quiet_libraries():
         logging.getLogger(name).setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", message=".*neutronclient is deprecated.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # openstacksdk 4.x announces removals planned for 5.0 on every call.
+    warnings.filterwarnings("ignore", category=PendingDeprecationWarning, module="openstack")
 
 
 def auth_type_from_env(env=os.environ) -> str:

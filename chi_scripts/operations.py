@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chi_scripts import floating_ips
-from chi_scripts import inventory as inventory_file
+from chi_scripts import floating_ips, hosts_file
 from chi_scripts import lease as leases
 from chi_scripts import servers as nova
 from chi_scripts.auth import connect
@@ -76,7 +75,7 @@ def _find_lease(spec: Spec, statuses=leases.LIVE) -> dict | None:
 
 
 def _write_inventories(target: Target, lease: dict, hosts: list[dict]) -> list[Path]:
-    return [inventory_file.write(d, target.spec, lease, hosts) for d in target.inventory_dirs]
+    return [hosts_file.write(d, target.spec, lease, hosts) for d in target.inventory_dirs]
 
 
 class _Reserve:
@@ -407,7 +406,7 @@ def release(inventory) -> dict:
         leases.delete(lease)
     remove_state(spec.inventory_dir)
     for d in [spec.inventory_dir, *_sharing_dirs(spec)]:
-        inventory_file.remove_generated(d)
+        hosts_file.remove_generated(d)
     if not (doomed or fips or found):
         say(f"Nothing to release for {spec.lease_name}")
     return {
