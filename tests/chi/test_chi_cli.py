@@ -47,7 +47,11 @@ def test_cli_reserve_status_release(fake, make_inventory, tmp_path):
 
     extend = cli("extend", "--inventory", inv, "--by", "1d")
     assert extend.returncode == 0 and "extended by 1d" in extend.stdout
-    generated = [(inv / "hosts.yml").read_text(), (inv / ".chiops-state.json").read_text(), metrics.read_text()]
+    generated = [
+        (inv / "hosts.yml").read_text(),
+        (inv / ".chiops-state.json").read_text(),
+        metrics.read_text(),
+    ]
 
     release = cli("release", "--inventory", inv)
     outputs += [release.stdout, release.stderr, extend.stdout, extend.stderr]
