@@ -38,6 +38,7 @@ def test_cli_reserve_status_release(fake, make_inventory, tmp_path):
     outputs += [reserve.stdout, reserve.stderr]
     assert reserve.returncode == 0, reserve.stderr
     assert "Ready: 2 host(s)" in reserve.stdout
+    assert reserve.stderr == ""  # no stevedore/neutronclient noise (python-chi trap 12)
 
     status = cli("status", "--inventory", inv, "--metrics-file", metrics)
     outputs += [status.stdout, status.stderr]
@@ -84,3 +85,24 @@ def test_cli_help():
     assert result.returncode == 0
     for command in ("reserve", "status", "extend", "release", "inventory"):
         assert command in result.stdout
+
+
+def test_cli_site_lookup_without_os_auth_url(fake, make_inventory, monkeypatch):
+    """Without OS_AUTH_URL the spec's `site` goes through python-chi's site lookup (sites.json ->
+    <web>:5000/v3). python-chi reads CHI_RESOURCE_API_URL at import, hence a fresh process."""
+    try:
+        fake.start_site_endpoint("127.0.83.1")
+    except OSError as e:
+        pytest.skip(f"cannot listen on 127.0.83.1:5000 here: {e}")
+    monkeypatch.delenv("OS_AUTH_URL")
+    monkeypatch.delenv("OS_REGION_NAME")
+    monkeypatch.setenv("CHI_RESOURCE_API_URL", fake.base)
+    inv = make_inventory(site="CHI@TACC")
+    result = cli("status", "--inventory", inv)
+    assert result.returncode == 0, result.stderr
+    assert "No lease named chiops-test" in result.stdout
+    assert fake.requests[("GET", "/sites.json")] == 1
+    assert fake.requests[("POST", "/v3/auth/tokens")] >= 1
+    # A site python-chi's list does not know is a cloud-side failure with the reason.
+    result = cli("status", "--inventory", make_inventory(site="CHI@NOWHERE"))
+    assert result.returncode == 1 and "CHI@NOWHERE" in result.stderr

@@ -200,3 +200,14 @@ def test_wrong_password_is_exit_1_without_echoing_it(fake, make_inventory, monke
     assert cli.main(["status", "--inventory", str(make_inventory())]) == 1
     captured = capsys.readouterr()
     assert "authentication" in captured.err and "pw-LEAKCHECK" not in captured.err + captured.out
+
+
+def test_lease_in_error_blocks_reserve_until_released(fake, make_inventory, capsys):
+    broken = fake.add_lease("chiops-test", status="ERROR")
+    inv = make_inventory()
+    assert cli.main(["reserve", "--inventory", str(inv)]) == 1
+    assert f"lease chiops-test ({broken['id']}) is in ERROR" in capsys.readouterr().err
+    assert broken["id"] in fake.leases and not fake.servers
+    assert chi_scripts.release(inv)["leases"] == [broken["id"]]
+    chi_scripts.reserve(inv)
+    assert [x["status"] for x in fake.leases.values()] == ["ACTIVE"]

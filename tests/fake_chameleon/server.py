@@ -203,10 +203,24 @@ class FakeChameleon:
         self._thread.start()
         return self
 
+    def start_site_endpoint(self, address: str = "127.0.83.1") -> str:
+        """Serve Keystone on <address>:5000/v3 too, where python-chi's site lookup sends it.
+
+        chi.use_site() builds the auth URL as "<site web URL>:5000/v3"; with CHI_RESOURCE_API_URL set to
+        this fake (before python-chi is imported), /sites.json names this address as the site's web URL.
+        """
+        handler = self._httpd.RequestHandlerClass
+        self._site_httpd = ThreadingHTTPServer((address, 5000), handler)
+        self._site_httpd.daemon_threads = True
+        threading.Thread(target=self._site_httpd.serve_forever, name="fake-site", daemon=True).start()
+        self.site_web = f"http://{address}"
+        return self.site_web
+
     def stop(self):
-        if self._httpd:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+        for httpd in (self._httpd, getattr(self, "_site_httpd", None)):
+            if httpd:
+                httpd.shutdown()
+                httpd.server_close()
         self.ssh.stop()
 
     def __enter__(self):
@@ -549,6 +563,10 @@ class FakeChameleon:
             self.tick()
             if path.startswith("/identity"):
                 return self._identity(method, path[len("/identity") :], body, headers)
+            if path.startswith("/v3"):  # Keystone as python-chi's site lookup addresses it
+                return self._identity(method, path, body, headers)
+            if path == "/sites.json" and method == "GET":
+                return 200, {"items": self._sites()}, {}
             token = headers.get("X-Auth-Token")
             if token not in self.tokens:
                 raise HTTPError(401, {"error": {"code": 401, "message": "Authentication required"}})
@@ -561,6 +579,18 @@ class FakeChameleon:
                 if path.startswith(prefix):
                     return fn(method, path[len(prefix) :] or "/", query, body, headers)
             raise HTTPError(404, {"error": f"no route {path}"})
+
+    def _sites(self):
+        web = getattr(self, "site_web", self.base)
+        return [
+            {
+                "name": self.config.region,
+                "web": web,
+                "location": "Austin, Texas, USA",
+                "user_support_contact": "help@example.org",
+                "site_class": "baremetal",
+            }
+        ]
 
     def _catalog(self):
         def svc(stype, name, suffix):
