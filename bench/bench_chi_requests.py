@@ -24,7 +24,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fake_chameleon import FakeChameleon, FakeConfig  # noqa: E402
+from tests.fake_chameleon import FakeChameleon, FakeConfig
 
 LEASE_DELAY = 6.0
 BOOT_DELAY = 8.0
