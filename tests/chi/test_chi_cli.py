@@ -46,8 +46,6 @@ def test_cli_reserve_status_release(fake, make_inventory, tmp_path):
     assert "ssh ok" in status.stdout
     assert 'chiops_lease_seconds_left{environment="staging",lease="chiops-test"}' in metrics.read_text()
 
-    extend = cli("extend", "--inventory", inv, "--by", "1d")
-    assert extend.returncode == 0 and "extended by 1d" in extend.stdout
     generated = [
         (inv / "hosts.yml").read_text(),
         (inv / ".chiops-state.json").read_text(),
@@ -55,7 +53,7 @@ def test_cli_reserve_status_release(fake, make_inventory, tmp_path):
     ]
 
     release = cli("release", "--inventory", inv)
-    outputs += [release.stdout, release.stderr, extend.stdout, extend.stderr]
+    outputs += [release.stdout, release.stderr]
     assert release.returncode == 0, release.stderr
     assert fake.snapshot() == {"leases": set(), "servers": set(), "fips": set()}
     assert_no_secret(*outputs, *generated)

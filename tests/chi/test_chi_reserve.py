@@ -211,3 +211,43 @@ def test_lease_in_error_blocks_reserve_until_released(fake, make_inventory, caps
     assert chi_scripts.release(inv)["leases"] == [broken["id"]]
     chi_scripts.reserve(inv)
     assert [x["status"] for x in fake.leases.values()] == ["ACTIVE"]
+
+
+def test_generated_inventory_passes_yamllint_and_ansible(fake, make_inventory):
+    """hosts.yml sits in the repository tree: it must pass the repo's yamllint and parse in Ansible."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    bindir = Path(sys.executable).parent
+    inv = make_inventory()
+    chi_scripts.reserve(inv)
+    hosts = inv / "hosts.yml"
+    lint = subprocess.run(
+        [bindir / "yamllint", "--strict", "-c", repo / ".yamllint", hosts], capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout
+    listed = subprocess.run(
+        [bindir / "ansible-inventory", "-i", hosts, "--list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PATH": f"{bindir}:/usr/bin:/bin",
+            "HOME": str(inv),
+            "ANSIBLE_LOCAL_TEMP": str(inv / ".ansible"),
+        },
+    )
+    assert listed.returncode == 0, listed.stderr
+    data = json.loads(listed.stdout)
+    assert set(data["gpu_amd"]["hosts"]) == {"chiops-test-gpu-1"}
+    assert set(data["kube_control_plane"]["hosts"]) == {"chiops-test-control-1"}
+    hostvars = data["_meta"]["hostvars"]["chiops-test-gpu-1"]
+    assert hostvars["supplementary_addresses_in_ssl_keys"] == [
+        hostvars_c := data["_meta"]["hostvars"]["chiops-test-control-1"]["chameleon_floating_ip"]
+    ]
+    assert (
+        "ProxyJump" in hostvars["ansible_ssh_common_args"]
+        and hostvars_c in hostvars["ansible_ssh_common_args"]
+    )
