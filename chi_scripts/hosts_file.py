@@ -75,6 +75,8 @@ def write(inventory_dir: Path, spec: Spec, lease: dict, hosts: list[dict]) -> Pa
     body = yaml.dump(
         build(spec, lease, hosts), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=200
     )
+    if path.is_file() and path.read_text().split("\n", 2)[-1] == body:
+        return path  # unchanged hosts: keep the file (and its timestamp) as it is
     tmp = path.with_suffix(".tmp")
     tmp.write_text(header + body)
     os.replace(tmp, path)

@@ -62,6 +62,7 @@ def test_reserve_writes_contract_inventory(fake, make_inventory, capsys):
 def test_reserve_twice_is_a_no_op(fake, make_inventory):
     inv = make_inventory()
     first = chi_scripts.reserve(inv)
+    hosts_before = (inv / "hosts.yml").read_text()
     before = fake.snapshot()
     leases, servers = posts(fake, "/reservation/v1/leases"), posts(fake, "/compute/v2.1/servers")
     second = chi_scripts.reserve(inv)
@@ -69,6 +70,7 @@ def test_reserve_twice_is_a_no_op(fake, make_inventory):
     assert posts(fake, "/reservation/v1/leases") == leases and posts(fake, "/compute/v2.1/servers") == servers
     assert fake.requests[("PUT", "/network/v2.0/floatingips/{id}")] == 1
     assert first["hosts"] == second["hosts"]
+    assert (inv / "hosts.yml").read_text() == hosts_before
 
 
 def test_reserve_after_terminated_lease_makes_a_new_one(fake, make_inventory):
@@ -251,3 +253,13 @@ def test_generated_inventory_passes_yamllint_and_ansible(fake, make_inventory):
         "ProxyJump" in hostvars["ansible_ssh_common_args"]
         and hostvars_c in hostvars["ansible_ssh_common_args"]
     )
+
+
+def test_missing_credential_variable_is_exit_2(fake, make_inventory, monkeypatch, capsys):
+    monkeypatch.setenv("OS_AUTH_TYPE", "v3applicationcredential")
+    monkeypatch.setenv("OS_APPLICATION_CREDENTIAL_SECRET", "appsecret-LEAKCHECK-52b1")
+    assert cli.main(["status", "--inventory", str(make_inventory())]) == 2
+    captured = capsys.readouterr()
+    assert "OS_APPLICATION_CREDENTIAL_ID" in captured.err
+    assert_no_secret(captured.out, captured.err)
+    assert fake.request_total() == 0
