@@ -76,7 +76,7 @@ def validate_predict(body: object, limits: Limits) -> list[list[float]]:
     if not isinstance(images, list):
         raise BadRequest(422, "images must be a list of 8x8 images")
     if not images:
-        raise BadRequest(422, "images is empty; send between 1 and %d images" % limits.max_batch)
+        raise BadRequest(422, f"images is empty; send between 1 and {limits.max_batch} images")
     if len(images) > limits.max_batch:
         raise BadRequest(413, f"batch of {len(images)} images; the limit is {limits.max_batch}")
     flat: list[list[float]] = []
