@@ -1,15 +1,18 @@
 """Serving bench: the ChiOps service on Ray Serve against one plain FastAPI + uvicorn process, in one run.
 
 For each target: closed-loop throughput and p50/p99 at concurrency 1, 8, 32, then an open-loop run at half of
-the target's best throughput (the p99/p50 goal is measured there), and the memory of its processes. The load
-client (bench/http_load.py) runs in its own process; every server listens on 127.0.0.1 only.
+the target's best throughput (the p99/p50 goal is measured there), and the memory of its processes. The plain
+server runs throughout and is measured interleaved with each variant (same concurrency level, back to back),
+so that other load on a shared machine hits both alike. The load client (bench/http_load.py) runs in its own
+process; every server listens on 127.0.0.1 only.
 
     python bench/bench_serving.py [--registry registry] [--duration 8] [--variants default tuned]
 
 Variants of the ChiOps service:
   default  Serve's default settings, the two-deployment layout (ingress → Classifier), through the proxy
   tuned    RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (gRPC between replicas, user code on the replica's event loop,
-           direct ingress) and the fused layout (the model runs inside the ingress replica)
+           direct ingress), Ray workers at nice 0 instead of 15, and the fused layout (the model runs inside
+           the ingress replica)
 """
 
 import argparse
@@ -32,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 VARIANTS = {
     "default": {"env": {}, "fused": False},
-    "tuned": {"env": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}, "fused": True},
+    # Ray starts workers at nice 15; the plain server and everything else on the machine run at 0.
+    "tuned": {"env": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_worker_niceness": "0"}, "fused": True},
 }
 
 
@@ -80,22 +84,26 @@ def run_client(url: str, bodies_file: str, duration: float, concurrency=None, ra
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(name: str, url: str, bodies_file: str, duration: float, concurrencies) -> dict:
-    run_client(url, bodies_file, 3, concurrency=8)  # warm-up: connections, batch queues, lazy imports
-    result = {"url": url, "closed": {}}
+def measure(targets: dict, bodies_file: str, duration: float, concurrencies) -> dict:
+    """Measure targets interleaved (each concurrency level: every target in turn), so that load from other
+    processes on a shared machine falls on all of them alike rather than on whichever ran last."""
+    for url in targets.values():
+        run_client(url, bodies_file, 3, concurrency=8)  # warm-up: connections, batch queues, lazy imports
+    results = {name: {"url": url, "closed": {}} for name, url in targets.items()}
     for c in concurrencies:
-        result["closed"][c] = r = run_client(url, bodies_file, duration, concurrency=c)
+        for name, url in targets.items():
+            results[name]["closed"][c] = r = run_client(url, bodies_file, duration, concurrency=c)
+            failed = r["non_200"] + r["errors"]
+            log(f"{name} c={c}: {r['rps']} rps, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, failed {failed}")
+    for name, url in targets.items():
+        best = max(r["rps"] for r in results[name]["closed"].values())
+        results[name]["half_load"] = r = run_client(url, bodies_file, duration, rate=max(1.0, best / 2))
+        r["rate"] = round(best / 2, 1)
+        r["p99_over_p50"] = round(r["p99_ms"] / r["p50_ms"], 2) if r["p50_ms"] else None
         log(
-            f"{name} c={c}: {r['rps']} rps, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, failed {r['non_200'] + r['errors']}"
+            f"{name} half load ({r['rate']} rps): p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, x{r['p99_over_p50']}"
         )
-    best = max(r["rps"] for r in result["closed"].values())
-    result["half_load"] = r = run_client(url, bodies_file, duration, rate=max(1.0, best / 2))
-    r["rate"] = round(best / 2, 1)
-    r["p99_over_p50"] = round(r["p99_ms"] / r["p50_ms"], 2) if r["p50_ms"] else None
-    log(
-        f"{name} half load ({r['rate']} rps): p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, ratio {r['p99_over_p50']}"
-    )
-    return result
+    return results
 
 
 # ---------------------------------------------------------------- the ChiOps service (in its own process)
@@ -167,8 +175,9 @@ def write_bodies(registry: str, workdir: Path, images_per_request: int) -> str:
     return str(path)
 
 
-def bench_plain(registry, bodies, env, args) -> dict:
+def start_plain(registry, env):
     port = free_port()
+    started = time.monotonic()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -180,20 +189,13 @@ def bench_plain(registry, bodies, env, args) -> dict:
         ],
         env=env,
     )
-    try:
-        started = time.monotonic()
-        wait_http(f"http://127.0.0.1:{port}/healthz")
-        log(f"plain server up in {time.monotonic() - started:.1f} s")
-        result = measure("plain", f"http://127.0.0.1:{port}/predict", bodies, args.duration, args.concurrency)
-        result["memory"] = memory_of([proc.pid])
-        result["startup_s"] = round(time.monotonic() - started, 1)
-        return result
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+    wait_http(f"http://127.0.0.1:{port}/healthz")
+    log(f"plain server up in {time.monotonic() - started:.1f} s")
+    return proc, f"http://127.0.0.1:{port}/predict", round(time.monotonic() - started, 1)
 
 
-def bench_chiops(variant, registry, bodies, env, key_file, args) -> dict:
+def bench_variant(variant, registry, bodies, env, key_file, plain_url, args) -> dict:
+    """Start the ChiOps service in one variant and measure it interleaved with the (running) plain server."""
     port = free_port()
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -208,11 +210,8 @@ def bench_chiops(variant, registry, bodies, env, key_file, args) -> dict:
         urls = json.loads(line)["urls"]
         startup = round(time.monotonic() - started, 1)
         log(f"ChiOps {variant} up in {startup} s: {urls}")
-        out = {"startup_s": startup, "paths": {}}
-        for path_name, url in urls.items():
-            out["paths"][path_name] = measure(
-                f"chiops-{variant}-{path_name}", url, bodies, args.duration, args.concurrency
-            )
+        targets = {"plain": plain_url, **{f"chiops-{variant}-{k}": u for k, u in urls.items()}}
+        out = {"startup_s": startup, "targets": measure(targets, bodies, args.duration, args.concurrency)}
         children = psutil.Process(proc.pid).children(recursive=True)
         out["memory"] = memory_of(
             [c.pid for c in children]
@@ -228,30 +227,29 @@ def bench_chiops(variant, registry, bodies, env, key_file, args) -> dict:
 
 
 def report(results: dict) -> str:
-    plain = results["plain"]
     lines = [
-        "| target | c=1 rps (p50/p99 ms) | c=8 rps (p50/p99 ms) | c=32 rps (p50/p99 ms) | vs plain @c=32 | "
-        "half load: rps, p50/p99 ms, p99/p50 | memory RSS / PSS MiB |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | target | c=1 rps (p50/p99 ms) | c=8 rps (p50/p99 ms) | c=32 rps (p50/p99 ms) | "
+        "vs plain @c=32 | half load: rps, p50/p99 ms, p99/p50 | memory RSS / PSS MiB |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    rows = [("plain FastAPI+uvicorn", plain, plain["memory"])]
-    for variant, v in results["chiops"].items():
-        for path_name, r in v["paths"].items():
-            rows.append((f"ChiOps {variant} ({path_name})", r, v["memory"]))
-    base = plain["closed"][32]["rps"] if 32 in plain["closed"] else None
-    for name, r, mem in rows:
-        cells = [
-            f"{r['closed'][c]['rps']} ({r['closed'][c]['p50_ms']}/{r['closed'][c]['p99_ms']})"
-            if c in r["closed"]
-            else "-"
-            for c in (1, 8, 32)
-        ]
-        ratio = f"{r['closed'][32]['rps'] / base:.2f}x" if base and 32 in r["closed"] else "-"
-        h = r["half_load"]
-        lines.append(
-            f"| {name} | {' | '.join(cells)} | {ratio} | {h['rps']}, {h['p50_ms']}/{h['p99_ms']}, {h['p99_over_p50']} | "
-            f"{mem['rss_mib']} / {mem['pss_mib']} ({mem['processes']} proc) |"
-        )
+    plain_mem = results["plain_memory"]
+    for variant, v in results["variants"].items():
+        base = v["targets"]["plain"]["closed"].get(32, {}).get("rps")
+        for name, r in v["targets"].items():
+            mem = plain_mem if name == "plain" else v["memory"]
+            cells = [
+                f"{r['closed'][c]['rps']} ({r['closed'][c]['p50_ms']}/{r['closed'][c]['p99_ms']})"
+                if c in r["closed"]
+                else "-"
+                for c in (1, 8, 32)
+            ]
+            ratio = f"{r['closed'][32]['rps'] / base:.2f}x" if base and 32 in r["closed"] else "-"
+            h = r["half_load"]
+            lines.append(
+                f"| {variant} | {name} | {' | '.join(cells)} | {ratio} | "
+                f"{h['rps']}, {h['p50_ms']}/{h['p99_ms']}, {h['p99_over_p50']} | "
+                f"{mem['rss_mib']} / {mem['pss_mib']} ({mem['processes']} proc) |"
+            )
     return "\n".join(lines)
 
 
@@ -283,9 +281,17 @@ def main(argv=None) -> int:
         key_file = str(ensure_key_file(workdir / "token.key"))
         env = {**os.environ, "CHIOPS_TOKEN_KEY": secrets.token_hex(32)}
         env["PYTHONPATH"] = os.pathsep.join(x for x in (str(ROOT), env.get("PYTHONPATH")) if x)
-        results = {"plain": bench_plain(registry, bodies, env, a), "chiops": {}}
-        for variant in a.variants:
-            results["chiops"][variant] = bench_chiops(variant, registry, bodies, env, key_file, a)
+        plain, plain_url, plain_startup = start_plain(registry, env)
+        results = {"plain_startup_s": plain_startup, "variants": {}}
+        try:
+            for variant in a.variants:
+                results["variants"][variant] = bench_variant(
+                    variant, registry, bodies, env, key_file, plain_url, a
+                )
+            results["plain_memory"] = memory_of([plain.pid])
+        finally:
+            plain.send_signal(signal.SIGINT)
+            plain.wait(timeout=30)
     results["settings"] = {
         "duration_s": a.duration,
         "images_per_request": a.images_per_request,

@@ -115,7 +115,7 @@ ANY_JSON = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.one_of(NEAR_VALID, ANY_JSON, st.dictionaries(st.just("images"), ANY_JSON)))
 def test_arbitrary_json_never_gets_a_5xx(service, body):
     r = service.client.post("/production/predict", content=json.dumps(body).encode())
