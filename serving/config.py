@@ -137,7 +137,9 @@ def build_serve_config(
             app["runtime_env"] = {"env_vars": dict(env_vars)}
         applications.append(app)
 
-    if public if public is not None else STABLE_ENVIRONMENT in resolved:
+    if public is None:
+        public = STABLE_ENVIRONMENT in resolved
+    if public:
         if STABLE_ENVIRONMENT not in resolved:
             raise ValueError("the public router needs a production model to route to")
         app = {

@@ -220,10 +220,10 @@ def test_weight_change_moves_the_split_with_zero_failures(service, registry_root
     )
     result = {}
     runner = threading.Thread(target=lambda: result.setdefault("summary", gen.run()))
+    load_started = time.perf_counter()
     runner.start()
     try:
         time.sleep(8)
-        changed_at = time.perf_counter()
         deploy(service.config(canary_weight=0.5))
         service.wait_for(
             "canary_weight 0.5 at /version",
@@ -238,7 +238,7 @@ def test_weight_change_moves_the_split_with_zero_failures(service, registry_root
         runner.join(timeout=60)
         server.shutdown()
     summary = result["summary"]
-    start = seen_at - (changed_at - 8)  # when the new weight was confirmed, in the generator's clock
+    start = seen_at - load_started  # when the new weight was confirmed, on the generator's clock
     assert summary.failures == 0, summary.as_dict()
     assert summary.feedback_failed == 0 and summary.feedback_sent == 4 * summary.outcomes["ok"]
     before = [v for t, v, _ in summary.records if t < 7.5]
