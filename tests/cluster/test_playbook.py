@@ -10,15 +10,20 @@ import yaml
 from tests.cluster.conftest import ROOT
 
 
-def list_hosts(inventory: Path) -> str:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(ROOT / "roles"))
+def run_cluster_playbook(inventory: Path, *extra: str) -> str:
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
+        ANSIBLE_NOCOLOR="1",
+    )
     result = subprocess.run(
         [
             str(Path(sys.executable).with_name("ansible-playbook")),
             "playbooks/cluster.yml",
             "-i",
             str(inventory),
-            "--list-hosts",
+            *extra,
         ],
         cwd=ROOT,
         env=env,
@@ -31,11 +36,11 @@ def list_hosts(inventory: Path) -> str:
 
 
 def test_local_inventory_selects_no_host():
-    out = list_hosts(ROOT / "inventories" / "local")
+    out = run_cluster_playbook(ROOT / "inventories" / "local", "--list-hosts")
     assert out.count("hosts (0)") == 2, out
 
 
-def test_chameleon_inventory_runs_on_the_first_control_plane_node(tmp_path):
+def chameleon_like_inventory(tmp_path):
     (tmp_path / "group_vars" / "all").mkdir(parents=True)
     (tmp_path / "group_vars" / "all" / "main.yml").write_text("chiops_backend: kubernetes\n")
     hosts = {
@@ -48,5 +53,17 @@ def test_chameleon_inventory_runs_on_the_first_control_plane_node(tmp_path):
         }
     }
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(hosts))
-    out = list_hosts(tmp_path)
+    return tmp_path
+
+
+def test_chameleon_inventory_runs_on_the_first_control_plane_node(tmp_path):
+    out = run_cluster_playbook(chameleon_like_inventory(tmp_path), "--list-hosts")
     assert out.count("hosts (1)") == 2 and "node1" in out and "node2" not in out, out
+
+
+def test_an_inventory_sharing_another_cluster_runs_nothing(tmp_path):
+    inventory = chameleon_like_inventory(tmp_path / "canary")
+    (inventory / "chameleon.yml").write_text("shared_with: production\n")
+    out = run_cluster_playbook(inventory)
+    assert "canary runs in production" in out and "-i inventories/production" in out, out
+    assert "TASK [kubespray" not in out and "TASK [argocd" not in out, out
