@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
         "weight_decay": 0.0001,
         "patience": 8,
         "threads": 1,
+        "augment_shift": 0,
     },
     "evaluate": {"target_precision": 0.99, "ece_bins": 15, "latency_batch": 64, "latency_repeats": 30},
     "gate": {"min_accuracy": 0.97, "max_drop": 0.01},
@@ -103,6 +104,7 @@ SCHEMA: dict[str, Any] = {
                 "weight_decay": {"type": "number", "minimum": 0},
                 "patience": {"type": "integer", "minimum": 1},
                 "threads": {"type": "integer", "minimum": 1},
+                "augment_shift": {"type": "integer", "minimum": 0, "maximum": 2},
             },
         },
         "evaluate": {
@@ -152,6 +154,10 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 def validate_config(raw: Any, origin: str = "config") -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: expected a mapping at the top level, got {type(raw).__name__}")
+    noise = raw.get("noise")
+    if isinstance(noise, dict) and isinstance(noise.get("pairs"), dict):
+        # YAML reads `3: 8` with an integer key; the schema (like JSON) names keys as strings
+        noise["pairs"] = {str(k): v for k, v in noise["pairs"].items()}
     errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(raw), key=lambda e: list(e.path))
     if errors:
         lines = [f"  {'.'.join(str(p) for p in e.path) or '(top)'}: {e.message}" for e in errors]

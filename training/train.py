@@ -29,6 +29,23 @@ def set_determinism(seed: int, threads: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Move each image by up to max_shift pixels (zero fill): writers do not centre digits exactly."""
+    if max_shift == 0:
+        return x
+    n, size = x.shape[0], x.shape[-1]
+    padded = torch.nn.functional.pad(x, (max_shift,) * 4)
+    dy, dx = (torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)).to(x.device)
+    rows = (dy[:, None] + torch.arange(size, device=x.device)[None, :])[:, None, :, None].expand(
+        n, 1, size, size + 2 * max_shift
+    )
+    out = padded.gather(2, rows)
+    cols = (dx[:, None] + torch.arange(size, device=x.device)[None, :])[:, None, None, :].expand(
+        n, 1, size, size
+    )
+    return out.gather(3, cols)
+
+
 def to_tensor(part: Part, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.from_numpy(part.images).unsqueeze(1).to(device)
     y = torch.from_numpy(part.labels).to(device)
@@ -69,6 +86,7 @@ def fit(
     loss_fn = nn.CrossEntropyLoss()
     order = torch.Generator().manual_seed(seed)
     batch = train_config["batch_size"]
+    shift = train_config["augment_shift"]
     best_loss, best_epoch, best_state, history = float("inf"), 0, None, []
     seen = 0
     start = time.perf_counter()
@@ -80,7 +98,7 @@ def fit(
         for i in range(0, len(train), batch):
             idx = perm[i : i + batch]
             optimiser.zero_grad()
-            loss = loss_fn(model(x_train[idx]), y_train[idx])
+            loss = loss_fn(model(random_shift(x_train[idx], shift, order)), y_train[idx])
             loss.backward()
             optimiser.step()
             total += loss.item() * len(idx)
