@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,11 @@ from training.model import DigitsCNN
 
 def export_model(model: DigitsCNN, out_dir: Path) -> dict[str, Path]:
     model = model.to("cpu").eval()
-    scripted = torch.jit.script(model)
+    with warnings.catch_warnings():
+        # TorchScript is deprecated upstream, but it is the registry contract: serving loads model.ts
+        # without any training code, and torch 2.13 still supports it fully.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(model)
     paths = {"model.ts": out_dir / "model.ts", "state_dict.pt": out_dir / "state_dict.pt"}
     scripted.save(str(paths["model.ts"]))
     torch.save(model.state_dict(), paths["state_dict.pt"])
@@ -21,9 +26,11 @@ def export_model(model: DigitsCNN, out_dir: Path) -> dict[str, Path]:
 
 
 def load_torchscript(source: str | Path | bytes) -> torch.jit.ScriptModule:
-    if isinstance(source, bytes):
-        return torch.jit.load(io.BytesIO(source), map_location="cpu").eval()
-    return torch.jit.load(str(source), map_location="cpu").eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # see export_model
+        if isinstance(source, bytes):
+            return torch.jit.load(io.BytesIO(source), map_location="cpu").eval()
+        return torch.jit.load(str(source), map_location="cpu").eval()
 
 
 @torch.no_grad()

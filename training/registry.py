@@ -341,6 +341,11 @@ class Registry:
         storage (no lock) only those older than min_age_seconds are removed."""
         removed = []
         with self.store.lock():
+            if self.store.atomic:
+                for name in self.store.list_dir(""):
+                    if name.startswith(f".{INDEX}.tmp-"):
+                        self.store.remove_tree(name)
+                        removed.append(name)
             for name in self.store.list_dir(VERSIONS):
                 if not name.startswith(TMP_PREFIX):
                     continue

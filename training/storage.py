@@ -87,7 +87,11 @@ class LocalStore:
         self._fsync_dir(final.parent)
 
     def remove_tree(self, rel: str) -> None:
-        shutil.rmtree(self.root / rel, ignore_errors=True)
+        path = self.root / rel
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
     def mtime(self, rel: str) -> float:
         return (self.root / rel).stat().st_mtime
