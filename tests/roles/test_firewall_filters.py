@@ -32,6 +32,9 @@ def test_split_family_normalises_and_separates():
     mixed = ["10.0.0.5", "10.0.0.0/8", "2001:db8::1", "192.168.1.7/24", "10.0.0.5"]
     assert filters.firewall_split_family(mixed, 4) == ["10.0.0.0/8", "10.0.0.5/32", "192.168.1.0/24"]
     assert filters.firewall_split_family(mixed, 6) == ["2001:db8::1/128"]
+    # sshd can report an IPv4 client as an IPv4-mapped IPv6 address: it belongs in the IPv4 set
+    assert filters.firewall_split_family(["::ffff:198.51.100.7"], 4) == ["198.51.100.7/32"]
+    assert filters.firewall_split_family(["::ffff:198.51.100.7"], 6) == []
 
 
 def test_invalid_and_everywhere():

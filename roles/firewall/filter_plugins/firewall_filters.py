@@ -9,6 +9,8 @@ def firewall_split_family(cidrs, family):
     out = []
     for cidr in cidrs:
         net = ipaddress.ip_network(str(cidr).strip(), strict=False)
+        if net.version == 6 and net.prefixlen == 128 and net.network_address.ipv4_mapped:
+            net = ipaddress.ip_network(net.network_address.ipv4_mapped)
         if net.version == wanted:
             out.append(str(net))
     return sorted(set(out), key=lambda n: (ipaddress.ip_network(n).network_address, n))
