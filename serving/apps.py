@@ -1,0 +1,46 @@
+"""Application builders named by the generated Serve config (``import_path: serving.apps:<builder>``).
+
+Serve calls a builder with the application's ``args`` from the config. Imports stay inside the builders so that
+building the public router never loads the model code.
+"""
+
+from typing import Any
+
+
+def _required(args: dict, key: str, what: str) -> Any:
+    if key not in args or args[key] in (None, ""):
+        raise ValueError(f"{what} application args need {key!r}")
+    return args[key]
+
+
+def environment_app(args: dict):
+    """One environment: EnvironmentIngress (HTTP, torch-free) → Classifier (the model, @serve.batch)."""
+    from serving.ingress import EnvironmentIngress
+    from serving.model import Classifier
+
+    environment = _required(args, "environment", "environment")
+    version = _required(args, "model_version", "environment")
+    classifier = Classifier.bind(
+        registry=_required(args, "registry", "environment"),
+        version=version,
+        max_batch_size=int(args.get("max_batch_size", 16)),
+        batch_wait_timeout_s=float(args.get("batch_wait_timeout_s", 0.002)),
+        threads=int(args.get("torch_threads", 1)),
+    )
+    return EnvironmentIngress.bind(
+        classifier,
+        environment=environment,
+        model_version=version,
+        **{k: args[k] for k in ("max_body_bytes", "max_batch", "token_max_age_s") if k in args},
+    )
+
+
+def public_app(args: dict):
+    """The torch-free router at ``/``; the canary weight comes from the Router's user_config."""
+    from serving.router import PublicRouter
+
+    return PublicRouter.bind(
+        stable_app=args.get("stable_app", "production"),
+        canary_app=args.get("canary_app"),
+        **{k: args[k] for k in ("max_body_bytes", "max_batch", "token_max_age_s") if k in args},
+    )

@@ -1,0 +1,245 @@
+"""Generate the Serve multi-application config for an inventory's environments from the model registry.
+
+The same dict is what ``serve deploy`` takes locally and what the Kubernetes backend embeds as a RayService's
+serveConfigV2. Aliases are resolved to concrete versions here, so a config names exactly what it serves and an
+alias move shows up as a changed app (Serve restarts only apps whose entry changed).
+
+    python -m serving.config --registry registry --inventory inventories/local \
+        --token-key-file ~/.config/chiops/token.key --canary-weight 0.1 -o runs/serve.yaml
+"""
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from serving.registry import Registry, RegistryError
+from serving.split import check_weight
+from serving.tokens import KEY_FILE_ENV, ensure_key_file
+
+ENVIRONMENTS = ("staging", "canary", "production")
+PUBLIC_APP = "public"
+STABLE_ENVIRONMENT = "production"
+CANARY_ENVIRONMENT = "canary"
+
+
+@dataclass
+class Tuning:
+    """Replica and batching settings (see docs/serving.md for the measured trade-offs)."""
+
+    ingress_replicas: int = 1
+    classifier_replicas: int = 1
+    router_replicas: int = 1
+    # Start the new replica before the old one stops: with one replica and the default 0, an update is an outage.
+    max_surge_percent: int = 100
+    max_batch_size: int = 16
+    batch_wait_timeout_s: float = 0.002
+    max_ongoing_requests: int = 64
+    # Fractions of a CPU, so that 3 environments + the router fit a 2-core node; Ray does not cap usage by them.
+    ingress_cpus: float = 0.1
+    classifier_cpus: float = 0.25
+    router_cpus: float = 0.1
+    torch_threads: int = 1
+    max_body_bytes: int = 256 * 1024
+    max_batch: int = 64
+    extra_env_vars: dict = field(default_factory=dict)
+
+
+def _deployment(name: str, replicas: int, cpus: float, tuning: Tuning, **extra) -> dict:
+    return {
+        "name": name,
+        "num_replicas": replicas,
+        "max_ongoing_requests": tuning.max_ongoing_requests,
+        "max_surge_percent": tuning.max_surge_percent,
+        "ray_actor_options": {"num_cpus": cpus},
+        **extra,
+    }
+
+
+def resolve_versions(registry: str, environments, versions: dict | None = None) -> dict[str, str]:
+    """environment → concrete version; an environment whose alias points nowhere is left out."""
+    reg, versions, out = Registry(registry), dict(versions or {}), {}
+    unknown = set(versions) - set(environments)
+    if unknown:
+        raise ValueError(f"versions given for environments not served here: {sorted(unknown)}")
+    for env in environments:
+        if env not in ENVIRONMENTS:
+            raise ValueError(f"unknown environment {env!r}; expected one of {ENVIRONMENTS}")
+        if env in versions:
+            out[env] = reg.resolve(versions[env])
+        elif reg.alias_target(env) is not None:
+            out[env] = reg.resolve(env)
+    return out
+
+
+def build_serve_config(
+    registry: str,
+    environments=ENVIRONMENTS,
+    versions: dict | None = None,
+    canary_weight: float = 0.0,
+    http_host: str = "127.0.0.1",
+    http_port: int = 8000,
+    token_key_file: str | None = None,
+    tuning: Tuning | None = None,
+    public: bool | None = None,
+) -> dict:
+    """The Serve config dict (ServeDeploySchema layout) for ``environments``.
+
+    ``versions`` maps an environment to a version or alias; by default each environment serves the alias of
+    its own name. ``public`` adds the router at ``/`` (default: when production is served). ``token_key_file``
+    is passed to the replicas as $CHIOPS_TOKEN_KEY_FILE (the path, never the key); without it the replicas
+    must get $CHIOPS_TOKEN_KEY from their environment (on Kubernetes, from a Secret).
+    """
+    tuning = tuning or Tuning()
+    canary_weight = check_weight(canary_weight)
+    resolved = resolve_versions(registry, environments, versions)
+    if not resolved:
+        raise RegistryError(f"no model to serve: none of {list(environments)} has a version in {registry}")
+    env_vars = {str(k): str(v) for k, v in tuning.extra_env_vars.items()}
+    if token_key_file:
+        env_vars[KEY_FILE_ENV] = str(Path(token_key_file).resolve())
+    limits = {"max_body_bytes": tuning.max_body_bytes, "max_batch": tuning.max_batch}
+
+    applications = []
+    for env, version in resolved.items():
+        app = {
+            "name": env,
+            "route_prefix": f"/{env}",
+            "import_path": "serving.apps:environment_app",
+            "args": {
+                "environment": env,
+                "registry": registry,
+                "model_version": version,
+                "max_batch_size": tuning.max_batch_size,
+                "batch_wait_timeout_s": tuning.batch_wait_timeout_s,
+                "torch_threads": tuning.torch_threads,
+                **limits,
+            },
+            "deployments": [
+                _deployment("EnvironmentIngress", tuning.ingress_replicas, tuning.ingress_cpus, tuning),
+                _deployment("Classifier", tuning.classifier_replicas, tuning.classifier_cpus, tuning),
+            ],
+        }
+        if env_vars:
+            app["runtime_env"] = {"env_vars": dict(env_vars)}
+        applications.append(app)
+
+    if public if public is not None else STABLE_ENVIRONMENT in resolved:
+        if STABLE_ENVIRONMENT not in resolved:
+            raise ValueError("the public router needs a production model to route to")
+        app = {
+            "name": PUBLIC_APP,
+            "route_prefix": "/",
+            "import_path": "serving.apps:public_app",
+            "args": {
+                "stable_app": STABLE_ENVIRONMENT,
+                "canary_app": CANARY_ENVIRONMENT if CANARY_ENVIRONMENT in resolved else None,
+                **limits,
+            },
+            "deployments": [
+                _deployment(
+                    "PublicRouter",
+                    tuning.router_replicas,
+                    tuning.router_cpus,
+                    tuning,
+                    user_config={"canary_weight": canary_weight},
+                )
+            ],
+        }
+        if env_vars:
+            app["runtime_env"] = {"env_vars": dict(env_vars)}
+        applications.append(app)
+
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": http_host, "port": int(http_port)},
+        "applications": applications,
+    }
+
+
+def validate(config: dict):
+    """Parse with Ray Serve's own schema; raises pydantic's ValidationError on a config Serve would refuse."""
+    from ray.serve.schema import ServeDeploySchema
+
+    return ServeDeploySchema.model_validate(config)
+
+
+def inventory_environments(inventory: str) -> list[str]:
+    path = Path(inventory) / "group_vars" / "all" / "main.yml"
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+    envs = data.get("chiops_environments")
+    if not isinstance(envs, list) or not envs:
+        raise ValueError(f"{path} has no chiops_environments list")
+    return [str(e) for e in envs]
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise argparse.ArgumentTypeError(f"expected ENVIRONMENT=VERSION_OR_ALIAS, got {text!r}")
+    return key, value
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m serving.config", description=__doc__.splitlines()[0])
+    p.add_argument("--registry", default="registry", help="registry root (directory or fsspec URL)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--inventory", help="inventory directory; serves its chiops_environments")
+    where.add_argument("--environments", nargs="+", choices=ENVIRONMENTS, help="environments to serve")
+    p.add_argument(
+        "--version",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="ENV=REF",
+        help="serve this version or alias in ENV instead of the alias named ENV (repeatable)",
+    )
+    p.add_argument("--canary-weight", type=float, default=0.0)
+    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--token-key-file", help="token key file for the replicas; created (0600) if missing")
+    p.add_argument("--replicas", type=int, default=1, help="replicas of each ingress and model deployment")
+    p.add_argument("--max-batch-size", type=int, default=Tuning.max_batch_size)
+    p.add_argument("--no-public", action="store_true", help="leave out the public router")
+    p.add_argument("-o", "--output", help="write the YAML here (default: stdout)")
+    a = p.parse_args(argv)
+
+    try:
+        envs = inventory_environments(a.inventory) if a.inventory else (a.environments or list(ENVIRONMENTS))
+        if a.token_key_file:
+            ensure_key_file(a.token_key_file)
+        tuning = Tuning(
+            ingress_replicas=a.replicas, classifier_replicas=a.replicas, max_batch_size=a.max_batch_size
+        )
+        config = build_serve_config(
+            a.registry,
+            envs,
+            versions=dict(a.version),
+            canary_weight=a.canary_weight,
+            http_host=a.host,
+            http_port=a.port,
+            token_key_file=a.token_key_file,
+            tuning=tuning,
+            public=False if a.no_public else None,
+        )
+        validate(config)
+    except (ValueError, RegistryError) as exc:
+        print(f"serving.config: {exc}", file=sys.stderr)
+        return 2
+    text = yaml.safe_dump(config, sort_keys=False)
+    if a.output:
+        Path(a.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.output).write_text(text)
+        print(f"wrote {a.output}: apps {[app['name'] for app in config['applications']]}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

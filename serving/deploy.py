@@ -1,0 +1,40 @@
+"""Apply a generated Serve config to the Ray cluster this process is connected to, and wait until it runs.
+
+This is what ``serve deploy`` does through the dashboard's REST API, without needing the dashboard: start Serve
+with the config's HTTP options (no-op if it runs) and hand the whole multi-app config to the controller, which
+restarts only the apps whose entry changed and reconfigures deployments whose user_config changed.
+"""
+
+import time
+
+from ray import serve
+from ray.serve._private import api as serve_api
+from ray.serve.schema import ServeDeploySchema
+
+
+def deploy(config: dict) -> None:
+    schema = ServeDeploySchema.model_validate(config)
+    client = serve_api.serve_start(
+        http_options=schema.http_options.model_dump(),
+        proxy_location=schema.proxy_location,
+    )
+    client.deploy_apps(schema, _blocking=False)
+
+
+def wait_running(app_names, timeout_s: float = 240.0, progress=print) -> None:
+    """Block until every named app is RUNNING; raise with Serve's own message when one fails or time is up."""
+    deadline, last = time.monotonic() + timeout_s, None
+    while True:
+        apps = serve.status().applications
+        states = {name: (apps[name].status if name in apps else "NOT_STARTED") for name in app_names}
+        failed = {n: apps[n].message for n, s in states.items() if s in ("DEPLOY_FAILED", "UNHEALTHY")}
+        if failed:
+            raise RuntimeError(f"Serve apps failed: {failed}")
+        if all(s == "RUNNING" for s in states.values()):
+            return
+        if states != last and progress:
+            progress(f"waiting for Serve apps: {states}")
+            last = states
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Serve apps not running after {timeout_s:.0f} s: {states}")
+        time.sleep(1.0)

@@ -1,0 +1,38 @@
+"""Model deployment: one registry version per replica, requests batched with @serve.batch."""
+
+import numpy as np
+from ray import serve
+
+
+@serve.deployment
+class Classifier:
+    def __init__(
+        self,
+        registry: str,
+        version: str,
+        max_batch_size: int = 16,
+        batch_wait_timeout_s: float = 0.002,
+        threads: int = 1,
+    ):
+        from serving.predictor import Predictor  # torch is imported here, in the model replica only
+
+        self._predictor = Predictor(registry, version, threads=threads)
+        self._infer.set_max_batch_size(max_batch_size)
+        self._infer.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
+    async def _infer(self, requests: list[np.ndarray]) -> list[tuple[list[int], list[float]]]:
+        sizes = [len(r) for r in requests]
+        classes, confidences = self._predictor.predict(np.concatenate(requests))
+        out, start = [], 0
+        for n in sizes:
+            out.append((classes[start : start + n], confidences[start : start + n]))
+            start += n
+        return out
+
+    async def predict(self, images: np.ndarray) -> dict:
+        classes, confidences = await self._infer(images)
+        return {"model_version": self._predictor.version, "classes": classes, "confidences": confidences}
+
+    def info(self) -> dict:
+        return {"model_version": self._predictor.version, "card": self._predictor.summary}

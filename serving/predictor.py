@@ -1,0 +1,31 @@
+"""The TorchScript model of one registry version, wrapped for batch prediction (no Ray here)."""
+
+import io
+
+import numpy as np
+import torch
+
+from serving.registry import Registry, card_summary
+
+
+class Predictor:
+    def __init__(self, registry_root: str, ref: str, threads: int = 1):
+        registry = Registry(registry_root)
+        self.version = registry.resolve(ref)
+        self.card = registry.card(self.version)
+        self.summary = card_summary(self.card)
+        # One thread per replica: on a small node several replicas share the cores, and intra-op threads
+        # of a tiny CNN cost more in contention than they win.
+        torch.set_num_threads(threads)
+        self.model = torch.jit.load(io.BytesIO(registry.model_bytes(self.version)), map_location="cpu")
+        self.model.eval()
+        # Fail at replica start, not at the first request, if the model cannot run our input shape.
+        self.predict(np.zeros((1, 8, 8), dtype=np.float32))
+
+    def predict(self, images: np.ndarray) -> tuple[list[int], list[float]]:
+        """images (N, 8, 8) or (N, 64) float32 in 0..16 → (classes, probability of each class)."""
+        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).reshape(-1, 1, 8, 8)
+        with torch.inference_mode():
+            probs = torch.softmax(self.model(x), dim=1)
+            confidence, classes = probs.max(dim=1)
+        return classes.tolist(), confidence.tolist()
