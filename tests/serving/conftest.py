@@ -1,6 +1,11 @@
+"""Fixtures of the serving tests: a small real registry and one local Ray + Serve per session."""
+
+import os
+
 import pytest
 
-from serving.tokens import KEY_ENV
+from serving.tokens import ensure_key_file
+from tests.serving.live import ROOT, Service, free_port
 from tests.serving.registry_fixture import write_registry
 
 
@@ -9,8 +14,36 @@ def registry_root(tmp_path_factory):
     return write_registry(tmp_path_factory.mktemp("registry"))
 
 
-@pytest.fixture
-def token_key(monkeypatch):
-    key = "test-key-" + "0123456789abcdef" * 2
-    monkeypatch.setenv(KEY_ENV, key)
-    return key.encode()
+@pytest.fixture(scope="session")
+def service(registry_root, tmp_path_factory):
+    import ray
+    from ray import serve
+
+    from serving.deploy import deploy, wait_running
+
+    key_file = ensure_key_file(tmp_path_factory.mktemp("keys") / "token.key")
+    # Ray workers must import `serving`; they inherit the environment of the process that starts Ray.
+    old_pythonpath = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, old_pythonpath) if p)
+    svc = Service(registry_root, key_file, free_port(), free_port())
+    ray.init(
+        address="local",
+        num_cpus=4,
+        include_dashboard=False,
+        _metrics_export_port=svc.metrics_port,
+        logging_level="WARNING",
+        log_to_driver=False,
+    )
+    try:
+        cfg = svc.config()
+        deploy(cfg)
+        wait_running([a["name"] for a in cfg["applications"]], timeout_s=300)
+        yield svc
+    finally:
+        svc.client.close()
+        serve.shutdown()
+        ray.shutdown()
+        if old_pythonpath is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old_pythonpath

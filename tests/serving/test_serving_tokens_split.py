@@ -98,3 +98,20 @@ def test_weight_change_applies_to_the_next_requests():
 def test_bad_weight_is_refused(weight):
     with pytest.raises(ValueError, match="canary_weight"):
         WeightedSplitter(weight)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://10.0.0.1:8000", "http://192.0.2.2", "http://[2001:db8::1]:80", "nohost"]
+)
+def test_loadgen_refuses_non_loopback_targets(url):
+    from serving.loadgen import require_loopback
+
+    with pytest.raises(ValueError, match=r"loopback|no host"):
+        require_loopback(url)
+
+
+def test_loadgen_accepts_loopback():
+    from serving.loadgen import require_loopback
+
+    assert require_loopback("http://127.0.0.1:8000/") == "http://127.0.0.1:8000"
+    assert require_loopback("http://localhost:1") == "http://localhost:1"

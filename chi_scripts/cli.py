@@ -1,0 +1,87 @@
+"""Command line: python -m chi_scripts {reserve,status,extend,release,inventory} --inventory inventories/<env>.
+
+Exit codes: 0 success, 1 cloud/runtime failure (with Chameleon's reason), 2 bad spec or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from chi_scripts.errors import CloudError, SpecError
+
+EPILOG = """exit codes: 0 success, 1 cloud or runtime failure (Chameleon's own reason is printed),
+2 bad spec or usage. Credentials come from OS_* variables (OS_AUTH_URL + OS_AUTH_TYPE) or, without
+OS_AUTH_URL, from python-chi's site lookup with the spec's `site`. See docs/chi_scripts.md."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m chi_scripts",
+        description="Chameleon leases, bare-metal nodes and floating IPs for a ChiOps environment.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, help_text):
+        c = sub.add_parser(name, help=help_text, description=help_text)
+        c.add_argument(
+            "--inventory",
+            "-i",
+            required=True,
+            metavar="DIR",
+            help="inventory directory holding chameleon.yml",
+        )
+        return c
+
+    r = command(
+        "reserve",
+        "find or create the lease, launch servers, attach floating IPs, wait for SSH, write hosts.yml",
+    )
+    r.add_argument(
+        "--keep-on-failure", action="store_true", help="leave what this run created when a step fails"
+    )
+    s = command("status", "lease state and time left, servers, addresses, SSH reachability")
+    s.add_argument(
+        "--metrics-file", metavar="PATH", help="also write chiops_lease_seconds_left (Prometheus text)"
+    )
+    e = command("extend", "prolong the lease (Blazar lease update)")
+    e.add_argument("--by", required=True, metavar="DURATION", help="how much longer, e.g. 1d, 12h, 90m")
+    command("release", "delete the servers, floating IPs and lease (idempotent)")
+    command("inventory", "rewrite hosts.yml from the live lease")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from chi_scripts import operations
+
+    try:
+        if args.command == "reserve":
+            operations.reserve(args.inventory, keep_on_failure=args.keep_on_failure)
+        elif args.command == "status":
+            operations.status(args.inventory, metrics_file=args.metrics_file)
+        elif args.command == "extend":
+            operations.extend(args.inventory, args.by)
+        elif args.command == "release":
+            operations.release(args.inventory)
+        else:
+            operations.inventory(args.inventory)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except CloudError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 1
+    except Exception as e:  # an OpenStack client error we did not anticipate: still a cloud failure
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
