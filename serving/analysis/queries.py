@@ -27,13 +27,26 @@ def check_window(window: str) -> str:
 _PREDICT = f',{m.ROUTE}="/predict"'
 
 
+def _growth(metric: str, selector: str, window: str, by: str = "") -> str:
+    """How much a (summed) counter grew over the window: its value now minus its value a window ago.
+
+    Not increase(): that starts at a series' first scrape, so a canary app that appeared during the window
+    would lose everything it counted before that scrape. A series absent a window ago counted from 0 then.
+    """
+    grouping = f" by ({by})" if by else ""
+    now = f"sum{grouping} ({metric}{selector})"
+    before = f"sum{grouping} ({metric}{selector} offset {check_window(window)})"
+    # Clamped at 0: after a counter reset (a restarted replica) the gate sees less evidence, never more.
+    return f"clamp_min({now} - ({before} or {now} * 0), 0)"
+
+
 def requests(env: str, version: str, window: str) -> str:
-    return f"sum(increase({m.REQUESTS_TOTAL}{_selector(env, version, _PREDICT)}[{check_window(window)}]))"
+    return _growth(m.REQUESTS_TOTAL, _selector(env, version, _PREDICT), window)
 
 
 def errors(env: str, version: str, window: str) -> str:
     sel = _selector(env, version, f'{_PREDICT},{m.STATUS}=~"5.."')
-    return f"sum(increase({m.REQUESTS_TOTAL}{sel}[{check_window(window)}]))"
+    return _growth(m.REQUESTS_TOTAL, sel, window)
 
 
 def p99_latency_ms(env: str, version: str, window: str) -> str:
@@ -42,21 +55,26 @@ def p99_latency_ms(env: str, version: str, window: str) -> str:
 
 
 def feedback(env: str, version: str, window: str) -> str:
-    return f"sum(increase({m.FEEDBACK_TOTAL}{_selector(env, version)}[{check_window(window)}]))"
+    return _growth(m.FEEDBACK_TOTAL, _selector(env, version), window)
 
 
 def feedback_correct(env: str, version: str, window: str) -> str:
-    return f"sum(increase({m.FEEDBACK_CORRECT_TOTAL}{_selector(env, version)}[{check_window(window)}]))"
+    return _growth(m.FEEDBACK_CORRECT_TOTAL, _selector(env, version), window)
 
 
 def predictions_by_class(env: str, version: str, window: str) -> str:
-    sel = _selector(env, version)
-    return f"sum by ({m.PREDICTED_CLASS}) (increase({m.PREDICTIONS_TOTAL}{sel}[{check_window(window)}]))"
+    return _growth(m.PREDICTIONS_TOTAL, _selector(env, version), window, by=m.PREDICTED_CLASS)
 
 
 # Series over the window for the report's chart (rate over a short sliding range).
+def _rate(metric: str, selector: str, step_range: str) -> str:
+    return f"sum (rate({metric}{selector}[{check_window(step_range)}]))"
+
+
 def error_rate_series(env: str, version: str, step_range: str) -> str:
-    return f"({errors(env, version, step_range)} or vector(0)) / {requests(env, version, step_range)}"
+    errs = _rate(m.REQUESTS_TOTAL, _selector(env, version, f'{_PREDICT},{m.STATUS}=~"5.."'), step_range)
+    total = _rate(m.REQUESTS_TOTAL, _selector(env, version, _PREDICT), step_range)
+    return f"({errs} or {total} * 0) / {total}"
 
 
 def p99_series(env: str, version: str, step_range: str) -> str:
@@ -64,4 +82,6 @@ def p99_series(env: str, version: str, step_range: str) -> str:
 
 
 def accuracy_series(env: str, version: str, step_range: str) -> str:
-    return f"({feedback_correct(env, version, step_range)} or vector(0)) / {feedback(env, version, step_range)}"
+    correct = _rate(m.FEEDBACK_CORRECT_TOTAL, _selector(env, version), step_range)
+    total = _rate(m.FEEDBACK_TOTAL, _selector(env, version), step_range)
+    return f"({correct} or {total} * 0) / {total}"

@@ -1,0 +1,119 @@
+"""The canary gates against a real Prometheus fed by real traffic through the real serving apps.
+
+One local platform (playbooks/local_platform.yml on ports of this test) serves production v1; a load generator
+sends real test-split images with delayed feedback to the public route; each candidate in turn gets half of it
+as the canary, and after the window the gates of serving.analysis decide. A good candidate must be promoted; one
+that errors, one that is slow and one that is inaccurate must each be rejected by the gate that measures its
+fault. False promotion fails the test.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from chi_scripts.metrics import write_lease_metric
+from serving.analysis import gates, measure, monitoring
+from serving.analysis.prometheus import Prometheus
+from serving.loadgen import ClientMetrics, LoadGenerator
+from serving.registry import Registry
+from tests.rollout import bad_models
+from tests.rollout.platform import isolated_vars, run_playbook
+from tests.serving.registry_fixture import write_registry
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BASE_PORT = 6460
+WINDOW_S = 30
+WEIGHT = 0.5
+CANDIDATES = {
+    "v2": ("good", None),
+    "v3": ("errors", "error_rate"),
+    "v4": ("slow", "p99_latency"),
+    "v5": ("inaccurate", "online_accuracy"),
+}
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    registry = write_registry(run_dir / "registry", versions=(("v1", 0, 6), ("v2", 1, 6)),
+                              aliases={"production": "v1"})
+    bad_models.add_variant(registry, "v1", "v3", lambda m: bad_models.Erroring(m, 0.25))
+    bad_models.add_variant(registry, "v1", "v4", lambda m: bad_models.Slow(m, 120))
+    bad_models.add_variant(registry, "v1", "v5", bad_models.Inaccurate)
+    extra = isolated_vars(BASE_PORT, run_dir, registry)
+    try:
+        run_playbook("local_platform.yml", extra)
+        yield extra
+    finally:
+        run_playbook("local_down.yml", extra, check=False)
+
+
+@pytest.fixture(scope="module")
+def traffic(platform):
+    registry = Registry(platform["chiops_registry"])
+    images, labels = registry.test_split("v1")
+    gen = LoadGenerator(
+        f"http://127.0.0.1:{platform['local_serve_http_port']}", images, labels, rate=20, duration_s=1200,
+        batch=8, feedback_delay_s=1.0, metrics=ClientMetrics(),
+    )
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("summary", gen.run()), daemon=True)
+    thread.start()
+    yield gen
+    gen.stop()
+    thread.join(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def prom(platform):
+    with Prometheus(f"http://{platform['prometheus_listen_address']}") as p:
+        yield p
+
+
+def canary(platform, version: str) -> float:
+    run_playbook("serve.yml", {**platform, "serve_versions": {"production": "v1", "canary": version},
+                               "serve_canary_weight": WEIGHT})
+    return time.time()
+
+
+@pytest.mark.parametrize("version", list(CANDIDATES))
+def test_gate_decides_on_live_traffic(platform, traffic, prom, version):
+    kind, failing_gate = CANDIDATES[version]
+    started = canary(platform, version)
+    time.sleep(WINDOW_S + 6)  # the window, plus one scrape and the feedback delay
+    window = f"{WINDOW_S}s"
+    now = time.time()
+    candidate = measure.measure(prom, "canary", version, window, now)
+    stable = measure.measure(prom, "production", "v1", window, now)
+    decision = gates.decide(candidate, stable, gates.Thresholds())
+    by_name = {g.name: g for g in decision.gates}
+    detail = "\n".join(f"{g.name}: {g.passed} {g.reason}" for g in decision.gates)
+    assert candidate.requests >= gates.Thresholds().min_requests, f"too little traffic for a test:\n{detail}"
+    if failing_gate is None:
+        assert decision.promote, f"good candidate {version} rejected:\n{detail}"
+    else:
+        assert not decision.promote, f"{kind} candidate {version} PROMOTED:\n{detail}"
+        assert not by_name[failing_gate].passed, f"{kind} candidate not caught by {failing_gate}:\n{detail}"
+    assert now - started >= WINDOW_S
+
+
+def test_dashboard_and_rule_metrics_exist_in_the_live_prometheus(platform, traffic, prom):
+    """Every metric a dashboard query or rule reads is a series this service really exports."""
+    write_lease_metric(f"{platform['chiops_run_dir']}/textfile/lease.prom", ["production"], "chiops-prod", 3600)
+    from serving.analysis import state
+
+    state.write(__import__("pathlib").Path(f"{platform['chiops_run_dir']}/textfile/rollout.prom"), "v2", "canary", 0.5)
+    time.sleep(20)  # a scrape and one rule evaluation
+    names = set(httpx.get(f"{prom.base_url}/api/v1/label/__name__/values", timeout=10).json()["data"])
+    wanted = set()
+    for expr in monitoring.dashboard_exprs(monitoring.dashboard()):
+        wanted |= monitoring.metric_names_in(expr)
+    missing = sorted(wanted - names)
+    assert missing == [], f"dashboard reads metrics nobody exports: {missing}"
+    alerts = httpx.get(f"{prom.base_url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+    assert any(a["labels"]["alertname"] == "ChiopsLeaseEndingSoon" for a in alerts), alerts
