@@ -19,10 +19,20 @@ def _thresholds(args: argparse.Namespace) -> gates.Thresholds:
     return gates.Thresholds.from_mapping(values)
 
 
+def _window(args: argparse.Namespace, now: float) -> str:
+    """`--window since-start`: everything since the canary took traffic (the window may have been extended)."""
+    if args.window != "since-start":
+        return args.window
+    if not args.window_start:
+        raise ValueError("--window since-start needs --window-start")
+    return f"{max(1, int(now - args.window_start))}s"
+
+
 def cmd_canary(args: argparse.Namespace) -> int:
     thresholds = _thresholds(args)
     with Prometheus(args.prometheus) as prom:
         now = time.time()
+        args.window = _window(args, now)
         candidate = measure.measure(prom, args.candidate_env, args.candidate_version, args.window, now)
         stable = measure.measure(prom, args.stable_env, args.stable_version, args.window, now)
         decision = gates.decide(candidate, stable, thresholds)
@@ -59,12 +69,29 @@ def cmd_watch(args: argparse.Namespace) -> int:
     """Sleep one slice of the analysis window, then print how much evidence has come in (progress)."""
     time.sleep(args.seconds)
     with Prometheus(args.prometheus) as prom:
-        side = measure.measure(prom, args.candidate_env, args.candidate_version, args.window, time.time())
+        now = time.time()
+        side = measure.measure(prom, args.candidate_env, args.candidate_version, _window(args, now), now)
     print(
         f"{args.candidate_env} {args.candidate_version} so far: {side.requests:.0f} requests, "
         f"{side.errors:.0f} errors, {side.feedback:.0f} feedback"
     )
     return 0
+
+
+def cmd_evidence(args: argparse.Namespace) -> int:
+    """Extend the window until the candidate has the minimum samples every gate needs, or the maximum passes."""
+    thresholds = _thresholds(args)
+    with Prometheus(args.prometheus) as prom:
+        while True:
+            now = time.time()
+            window = _window(args, now)
+            side = measure.measure(prom, args.candidate_env, args.candidate_version, window, now)
+            enough = side.requests >= thresholds.min_requests and side.feedback >= thresholds.min_feedback
+            print(f"{window}: {side.requests:.0f}/{thresholds.min_requests} requests, "
+                  f"{side.feedback:.0f}/{thresholds.min_feedback} feedback", flush=True)
+            if enough or now - args.window_start >= args.max_seconds:
+                return 0  # with too little evidence the gates themselves reject
+            time.sleep(5)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -119,7 +146,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--prometheus", required=True, help="base URL of the Prometheus HTTP API")
         s.add_argument("--candidate-env", default="canary")
         s.add_argument("--candidate-version", required=True)
-        s.add_argument("--window", required=True, help="Prometheus duration, e.g. 90s")
+        s.add_argument("--window", required=True, help="Prometheus duration, e.g. 90s, or since-start")
 
     c = sub.add_parser("canary", help="gate the canary against stable over the analysis window")
     sides(c)
@@ -134,6 +161,7 @@ def parser() -> argparse.ArgumentParser:
     w = sub.add_parser("watch", help="wait a slice of the window and print the evidence so far")
     sides(w)
     w.add_argument("--seconds", type=float, default=15)
+    w.add_argument("--window-start", type=float, default=None)
     w.set_defaults(func=cmd_watch)
 
     s = sub.add_parser("staging", help="smoke test, offline evaluation and load test of the staging app")
@@ -147,6 +175,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--concurrency", type=int, default=4)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_staging)
+
+    ev = sub.add_parser("evidence", help="extend the window until the gates have their minimum samples")
+    sides(ev)
+    ev.add_argument("--window-start", type=float, required=True)
+    ev.add_argument("--max-seconds", type=float, required=True, help="longest window, counted from its start")
+    ev.add_argument("--thresholds", default="")
+    ev.set_defaults(func=cmd_evidence)
 
     r = sub.add_parser("report", help="combine the stage records into rollout.json/.md/.png")
     r.add_argument("--dir", required=True)

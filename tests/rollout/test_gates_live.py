@@ -28,7 +28,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BASE_PORT = 6460
 WINDOW_S = 30
+MAX_WINDOW_S = 150
 WEIGHT = 0.5
+# Each image's feedback is its own request: rate x (1 + batch) HTTP requests a second must fit this machine.
+RATE = 12
+BATCH = 2
 CANDIDATES = {
     "v2": ("good", None),
     "v3": ("errors", "error_rate"),
@@ -40,7 +44,9 @@ CANDIDATES = {
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    registry = write_registry(run_dir / "registry", versions=(("v1", 0, 6), ("v2", 1, 6)),
+    # v2 is v1 retrained with the same seed: as good as stable by construction (a differently seeded tiny model
+    # can be genuinely worse, and the gate rightly rejects it).
+    registry = write_registry(run_dir / "registry", versions=(("v1", 0, 8), ("v2", 0, 8)),
                               aliases={"production": "v1"})
     bad_models.add_variant(registry, "v1", "v3", lambda m: bad_models.Erroring(m, 0.25))
     bad_models.add_variant(registry, "v1", "v4", lambda m: bad_models.Slow(m, 120))
@@ -58,8 +64,8 @@ def traffic(platform):
     registry = Registry(platform["chiops_registry"])
     images, labels = registry.test_split("v1")
     gen = LoadGenerator(
-        f"http://127.0.0.1:{platform['local_serve_http_port']}", images, labels, rate=20, duration_s=1200,
-        batch=8, feedback_delay_s=1.0, metrics=ClientMetrics(),
+        f"http://127.0.0.1:{platform['local_serve_http_port']}", images, labels, rate=RATE, duration_s=1200,
+        batch=BATCH, feedback_delay_s=1.0, metrics=ClientMetrics(),
     )
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("summary", gen.run()), daemon=True)
@@ -85,15 +91,26 @@ def canary(platform, version: str) -> float:
 def test_gate_decides_on_live_traffic(platform, traffic, prom, version):
     kind, failing_gate = CANDIDATES[version]
     started = canary(platform, version)
-    time.sleep(WINDOW_S + 6)  # the window, plus one scrape and the feedback delay
-    window = f"{WINDOW_S}s"
-    now = time.time()
-    candidate = measure.measure(prom, "canary", version, window, now)
+    time.sleep(WINDOW_S)
+    # On a loaded 2-core machine the achieved rate varies: extend the window until the evidence suffices.
+    while True:
+        now = time.time()
+        window = f"{int(now - started)}s"
+        candidate = measure.measure(prom, "canary", version, window, now)
+        if candidate.requests >= gates.Thresholds().min_requests or now - started > MAX_WINDOW_S:
+            break
+        time.sleep(5)
     stable = measure.measure(prom, "production", "v1", window, now)
     decision = gates.decide(candidate, stable, gates.Thresholds())
     by_name = {g.name: g for g in decision.gates}
     detail = "\n".join(f"{g.name}: {g.passed} {g.reason}" for g in decision.gates)
-    assert candidate.requests >= gates.Thresholds().min_requests, f"too little traffic for a test:\n{detail}"
+    sent = {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in traffic.metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == "chiops_client_requests_total"
+    }
+    assert candidate.requests >= gates.Thresholds().min_requests, f"too little traffic ({sent}):\n{detail}"
     if failing_gate is None:
         assert decision.promote, f"good candidate {version} rejected:\n{detail}"
     else:
