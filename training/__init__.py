@@ -1,1 +1,1 @@
-"""training package."""
+"""training: validated digits data → reproducible CNN → model registry with cards and aliases."""
