@@ -1,0 +1,103 @@
+"""What roles/argocd applies: valid ArgoCD objects, a working RayService health check, the password filter."""
+
+import importlib.util
+
+import lupa.lua51
+import pytest
+
+from tests.cluster.conftest import ROOT, load_documents
+from tests.cluster.validation import InvalidManifest, validate
+
+LUA_DIR = ROOT / "roles" / "argocd" / "files"
+
+
+def test_rendered_argocd_manifests_validate(argocd_dir):
+    kinds = {}
+    for path in sorted(argocd_dir.glob("*.yaml")):
+        for doc in load_documents(path):
+            validate(doc)
+            kinds[doc["kind"]] = doc
+    assert set(kinds) == {"ConfigMap", "Application", "ApplicationSet"}
+    appset = kinds["ApplicationSet"]
+    assert appset["spec"]["goTemplate"] is True
+    # a production cluster hosts the canary too (inventories/canary is shared_with production)
+    assert [e["environment"] for e in appset["spec"]["generators"][0]["list"]["elements"]] == [
+        "canary",
+        "production",
+    ]
+    assert appset["spec"]["template"]["spec"]["source"]["path"] == "deploy/environments/{{.environment}}"
+    assert kinds["Application"]["spec"]["source"]["path"] == "deploy/platform"
+
+
+def test_a_broken_applicationset_is_rejected(argocd_dir):
+    (appset,) = load_documents(argocd_dir / "environments-applicationset.yaml")
+    del appset["spec"]["template"]["spec"]["destination"]
+    with pytest.raises(InvalidManifest, match="destination"):
+        validate(appset)
+
+
+def health(script_name, obj):
+    """Runs an ArgoCD health script the way ArgoCD does: Lua 5.1 (gopher-lua), `obj` a global table."""
+    lua = lupa.lua51.LuaRuntime(unpack_returned_tuples=True)
+
+    def to_lua(value):
+        if isinstance(value, dict):
+            return lua.table_from({k: to_lua(v) for k, v in value.items()})
+        if isinstance(value, list):
+            return lua.table_from([to_lua(v) for v in value])
+        return value
+
+    lua.globals().obj = to_lua(obj)
+    result = lua.execute((LUA_DIR / script_name).read_text())
+    return result["status"], result["message"]
+
+
+def rayservice(*conditions):
+    return {"apiVersion": "ray.io/v1", "kind": "RayService", "status": {"conditions": list(conditions)}}
+
+
+@pytest.mark.parametrize(
+    ("obj", "status"),
+    [
+        ({"kind": "RayService"}, "Progressing"),
+        (rayservice({"type": "Ready", "status": "False", "reason": "Initializing"}), "Progressing"),
+        (rayservice({"type": "Ready", "status": "True", "reason": "NonZeroServeEndpoints"}), "Healthy"),
+        (
+            rayservice(
+                {"type": "Ready", "status": "True"},
+                {"type": "UpgradeInProgress", "status": "True", "message": "new cluster starting"},
+            ),
+            "Progressing",
+        ),
+        (
+            rayservice({"type": "Ready", "status": "False", "reason": "ZeroServeEndpoints", "message": "x"}),
+            "Degraded",
+        ),
+    ],
+)
+def test_rayservice_health_check(obj, status):
+    assert health("rayservice_health.lua", obj)[0] == status
+
+
+def test_application_health_check_passes_the_child_health_up():
+    assert health("application_health.lua", {"status": {"health": {"status": "Degraded"}}})[0] == "Degraded"
+    assert health("application_health.lua", {})[0] == "Progressing"
+
+
+def load_filter():
+    spec = importlib.util.spec_from_file_location(
+        "argocd_bcrypt", ROOT / "roles/argocd/filter_plugins/argocd_bcrypt.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_password_filter_hashes_like_argocd_and_recognises_its_hash():
+    f = load_filter()
+    stored = f.argocd_bcrypt_hash("s3cret", rounds=4)
+    assert stored.startswith("$2a$04$")
+    assert f.argocd_bcrypt_matches(stored, "s3cret")
+    assert not f.argocd_bcrypt_matches(stored, "other")
+    assert not f.argocd_bcrypt_matches("", "s3cret")
+    assert not f.argocd_bcrypt_matches("not-a-hash", "s3cret")
