@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# `make demo`: the whole pipeline on this machine through inventories/local.
+# `make demo`: the whole pipeline on this machine through inventories/local (docs/rollout.md).
+# KEEP=1 leaves Ray, Prometheus and the load generator running; stop them with
+#   ansible-playbook -i inventories/local playbooks/local_down.yml
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -f playbooks/demo.yml ]; then
-  cat >&2 <<'MSG'
-make demo: not built yet.
-It will: train the reference model v1 and put it in production on a local Ray cluster watched by a local
-Prometheus, start synthetic traffic with delayed feedback, roll out v2 (promoted) and v3 (caught at canary and
-rolled back), and print each gate's measured values and decisions.
-MSG
-  exit 3
-fi
-exec ansible-playbook -i inventories/local playbooks/demo.yml ${KEEP:+-e chiops_keep_running=true}
+root=$(pwd)
+export ANSIBLE_CONFIG="$root/ansible.cfg" PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+demo="$root/runs/local/demo"
+extra=$(printf '{"chiops_registry": "%s/registry", "chiops_reports_dir": "%s/reports", "chiops_keep_running": %s}' \
+  "$demo" "$demo" "$([ "${KEEP:-0}" = 1 ] && echo true || echo false)")
+start=$SECONDS
+ansible-playbook -i inventories/local playbooks/demo.yml -e "$extra"
+echo "make demo: finished in $((SECONDS - start)) s; summary in runs/local/demo/summary.json, reports in runs/local/demo/"

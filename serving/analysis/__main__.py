@@ -87,8 +87,11 @@ def cmd_evidence(args: argparse.Namespace) -> int:
             window = _window(args, now)
             side = measure.measure(prom, args.candidate_env, args.candidate_version, window, now)
             enough = side.requests >= thresholds.min_requests and side.feedback >= thresholds.min_feedback
-            print(f"{window}: {side.requests:.0f}/{thresholds.min_requests} requests, "
-                  f"{side.feedback:.0f}/{thresholds.min_feedback} feedback", flush=True)
+            print(
+                f"{window}: {side.requests:.0f}/{thresholds.min_requests} requests, "
+                f"{side.feedback:.0f}/{thresholds.min_feedback} feedback",
+                flush=True,
+            )
             if enough or now - args.window_start >= args.max_seconds:
                 return 0  # with too little evidence the gates themselves reject
             time.sleep(5)
@@ -96,7 +99,9 @@ def cmd_evidence(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
-    built = report.build(directory, args.model_version, args.stable_version or None, args.outcome, args.reason)
+    built = report.build(
+        directory, args.model_version, args.stable_version or None, args.outcome, args.reason
+    )
     for path in report.write(directory, built):
         print(path)
     return 0
@@ -165,7 +170,9 @@ def parser() -> argparse.ArgumentParser:
     w.set_defaults(func=cmd_watch)
 
     s = sub.add_parser("staging", help="smoke test, offline evaluation and load test of the staging app")
-    s.add_argument("--url", required=True, help="base URL of the staging app, e.g. http://127.0.0.1:8010/staging")
+    s.add_argument(
+        "--url", required=True, help="base URL of the staging app, e.g. http://127.0.0.1:8010/staging"
+    )
     s.add_argument("--registry", required=True)
     s.add_argument("--model-version", required=True)
     s.add_argument("--slo-p99-ms", type=float, default=500)

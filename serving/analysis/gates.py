@@ -34,7 +34,9 @@ class Thresholds:
         known = {f.name: f.type for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ValueError(f"unknown gate threshold(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"unknown gate threshold(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         converted = {}
         for key, value in values.items():
             number = float(value)
@@ -43,7 +45,9 @@ class Thresholds:
             converted[key] = int(number) if known[key] == "int" else number
         thresholds = cls(**converted)
         if thresholds.max_p99_latency_ratio < 1:
-            raise ValueError("max_p99_latency_ratio below 1 would reject a candidate exactly as fast as stable")
+            raise ValueError(
+                "max_p99_latency_ratio below 1 would reject a candidate exactly as fast as stable"
+            )
         if not 0 < thresholds.class_shift_alpha < 1:
             raise ValueError("class_shift_alpha must lie strictly between 0 and 1")
         return thresholds
@@ -101,23 +105,36 @@ def _r(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _too_few(name: str, what: str, have: dict[str, float], need: int, threshold: dict[str, Any]) -> GateResult | None:
+def _too_few(
+    name: str, what: str, have: dict[str, float], need: int, threshold: dict[str, Any]
+) -> GateResult | None:
     short = {side: n for side, n in have.items() if n < need}
     if not short:
         return None
     detail = ", ".join(f"{side} has {n:.0f}" for side, n in short.items())
-    return GateResult(name, False, {f"{side}_{what}": round(n) for side, n in have.items()}, threshold,
-                      f"insufficient data: need >= {need} {what} per side, {detail}")
+    return GateResult(
+        name,
+        False,
+        {f"{side}_{what}": round(n) for side, n in have.items()},
+        threshold,
+        f"insufficient data: need >= {need} {what} per side, {detail}",
+    )
 
 
 def error_rate_gate(candidate: Side, stable: Side, t: Thresholds) -> GateResult:
     threshold = {"max_increase_upper_bound": t.max_error_rate_increase, "min_requests": t.min_requests}
-    short = _too_few("error_rate", "requests", {"candidate": candidate.requests, "stable": stable.requests},
-                     t.min_requests, threshold)
+    short = _too_few(
+        "error_rate",
+        "requests",
+        {"candidate": candidate.requests, "stable": stable.requests},
+        t.min_requests,
+        threshold,
+    )
     if short:
         return short
-    upper = stats.proportion_diff_upper_bound(candidate.errors, candidate.requests, stable.errors,
-                                              stable.requests, t.z)
+    upper = stats.proportion_diff_upper_bound(
+        candidate.errors, candidate.requests, stable.errors, stable.requests, t.z
+    )
     measured = {
         "candidate": _r(candidate.error_rate),
         "stable": _r(stable.error_rate),
@@ -142,14 +159,24 @@ def latency_gate(candidate: Side, stable: Side, t: Thresholds) -> GateResult:
         "slack_ms": t.p99_latency_slack_ms,
         "min_requests": t.min_requests,
     }
-    short = _too_few("p99_latency", "requests", {"candidate": candidate.requests, "stable": stable.requests},
-                     t.min_requests, threshold)
+    short = _too_few(
+        "p99_latency",
+        "requests",
+        {"candidate": candidate.requests, "stable": stable.requests},
+        t.min_requests,
+        threshold,
+    )
     if short:
         return short
     cand, stab = candidate.p99_latency_ms, stable.p99_latency_ms
     if cand is None or stab is None or math.isnan(cand) or math.isnan(stab):
-        return GateResult("p99_latency", False, {"candidate_ms": cand, "stable_ms": stab}, threshold,
-                          "insufficient data: no latency histogram samples in the window")
+        return GateResult(
+            "p99_latency",
+            False,
+            {"candidate_ms": cand, "stable_ms": stab},
+            threshold,
+            "insufficient data: no latency histogram samples in the window",
+        )
     limit = min(t.max_p99_latency_ms, stab * t.max_p99_latency_ratio + t.p99_latency_slack_ms)
     measured = {"candidate_ms": _r(cand, 1), "stable_ms": _r(stab, 1), "limit_ms": _r(limit, 1)}
     passed = cand <= limit
@@ -164,12 +191,18 @@ def latency_gate(candidate: Side, stable: Side, t: Thresholds) -> GateResult:
 
 def accuracy_gate(candidate: Side, stable: Side, t: Thresholds) -> GateResult:
     threshold = {"max_drop_lower_bound": t.max_accuracy_drop, "min_feedback": t.min_feedback}
-    short = _too_few("online_accuracy", "feedback", {"candidate": candidate.feedback, "stable": stable.feedback},
-                     t.min_feedback, threshold)
+    short = _too_few(
+        "online_accuracy",
+        "feedback",
+        {"candidate": candidate.feedback, "stable": stable.feedback},
+        t.min_feedback,
+        threshold,
+    )
     if short:
         return short
-    lower = stats.proportion_diff_lower_bound(candidate.feedback_correct, candidate.feedback,
-                                              stable.feedback_correct, stable.feedback, t.z)
+    lower = stats.proportion_diff_lower_bound(
+        candidate.feedback_correct, candidate.feedback, stable.feedback_correct, stable.feedback, t.z
+    )
     measured = {
         "candidate": _r(candidate.accuracy),
         "stable": _r(stable.accuracy),
@@ -189,7 +222,11 @@ def accuracy_gate(candidate: Side, stable: Side, t: Thresholds) -> GateResult:
 
 
 def class_shift_gate(candidate: Side, stable: Side, t: Thresholds) -> GateResult:
-    threshold = {"max_tvd": t.max_class_shift_tvd, "alpha": t.class_shift_alpha, "min_predictions": t.min_requests}
+    threshold = {
+        "max_tvd": t.max_class_shift_tvd,
+        "alpha": t.class_shift_alpha,
+        "min_predictions": t.min_requests,
+    }
     have = {"candidate": sum(candidate.predictions.values()), "stable": sum(stable.predictions.values())}
     short = _too_few("class_shift", "predictions", have, t.min_requests, threshold)
     if short:

@@ -32,7 +32,12 @@ def measure(prom: Prometheus, environment: str, model_version: str, window: str,
 
 
 def series(
-    prom: Prometheus, environment: str, model_version: str, start: float, end: float, step: float = 5.0,
+    prom: Prometheus,
+    environment: str,
+    model_version: str,
+    start: float,
+    end: float,
+    step: float = 5.0,
     smoothing: str = "30s",
 ) -> dict[str, list[tuple[float, float]]]:
     """Error rate, p99 latency (ms) and online accuracy over [start, end] for the report's chart."""

@@ -11,7 +11,11 @@ STAGES = ("staging", "canary", "production")
 
 
 def load_stages(directory: Path) -> list[dict[str, Any]]:
-    return [json.loads((directory / f"{s}.json").read_text()) for s in STAGES if (directory / f"{s}.json").exists()]
+    return [
+        json.loads((directory / f"{s}.json").read_text())
+        for s in STAGES
+        if (directory / f"{s}.json").exists()
+    ]
 
 
 def build(directory: Path, model_version: str, stable_version: str | None, outcome: str, reason: str) -> dict:
@@ -58,7 +62,10 @@ def markdown(report: dict[str, Any]) -> str:
             )
     canary = next((s for s in report["stages"] if s["stage"] == "canary"), None)
     if canary:
-        lines += ["", f"Canary window: {canary.get('window')} at weight {canary.get('weight')}; chart: rollout.png"]
+        lines += [
+            "",
+            f"Canary window: {canary.get('window')} at weight {canary.get('weight')}; chart: rollout.png",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -71,13 +78,22 @@ def chart(canary: dict[str, Any], path: Path) -> None:
 
     fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
     start = canary["window_start"]
-    panels = (("p99_latency_ms", "p99 latency (ms)"), ("error_rate", "error rate"), ("accuracy", "online accuracy"))
+    panels = (
+        ("p99_latency_ms", "p99 latency (ms)"),
+        ("error_rate", "error rate"),
+        ("accuracy", "online accuracy"),
+    )
     for ax, (key, label) in zip(axes, panels, strict=True):
         for side, style in (("candidate", "tab:red"), ("stable", "tab:blue")):
             points = canary["series"][side].get(key, [])
             version = canary[f"{side}_version"]
-            ax.plot([t - start for t, _ in points], [v for _, v in points], color=style,
-                    marker=".", label=f"{side} {version}")
+            ax.plot(
+                [t - start for t, _ in points],
+                [v for _, v in points],
+                color=style,
+                marker=".",
+                label=f"{side} {version}",
+            )
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[1].set_ylim(bottom=0)

@@ -49,38 +49,71 @@ def smoke(client: httpx.Client, url: str, model_version: str, image: list) -> di
         not problems,
         {"problems": len(problems)},
         {"problems": 0},
-        "; ".join(problems) if problems else "healthz, version, predict, malformed body (4xx) and feedback behave",
+        "; ".join(problems)
+        if problems
+        else "healthz, version, predict, malformed body (4xx) and feedback behave",
     )
 
 
 def offline_eval(
-    client: httpx.Client, url: str, images: np.ndarray, labels: np.ndarray, card_accuracy: float,
-    min_accuracy: float, tolerance: float,
+    client: httpx.Client,
+    url: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    card_accuracy: float,
+    min_accuracy: float,
+    tolerance: float,
 ) -> dict[str, Any]:
     correct = 0
     for start in range(0, len(images), BATCH):
         batch = images[start : start + BATCH]
         response = client.post(f"{url}/predict", json={"images": batch.tolist()})
         if response.status_code != 200:
-            return _check("offline_eval", False, {"status": response.status_code}, {"status": 200},
-                          f"/predict failed during evaluation: {response.status_code} {response.text[:120]}")
+            return _check(
+                "offline_eval",
+                False,
+                {"status": response.status_code},
+                {"status": 200},
+                f"/predict failed during evaluation: {response.status_code} {response.text[:120]}",
+            )
         predicted = [p["class"] for p in response.json()["predictions"]]
         correct += int(np.sum(np.asarray(predicted) == labels[start : start + BATCH]))
     accuracy = correct / len(labels)
-    measured = {"accuracy": round(accuracy, 4), "card_accuracy": round(card_accuracy, 4), "samples": len(labels)}
+    measured = {
+        "accuracy": round(accuracy, 4),
+        "card_accuracy": round(card_accuracy, 4),
+        "samples": len(labels),
+    }
     threshold = {"min_accuracy": min_accuracy, "max_gap_to_card": tolerance}
     if abs(accuracy - card_accuracy) > tolerance:
-        return _check("offline_eval", False, measured, threshold,
-                      f"served accuracy {accuracy:.4f} differs from the card's {card_accuracy:.4f} by more than "
-                      f"{tolerance}: the deployment does not serve the registered model faithfully")
+        return _check(
+            "offline_eval",
+            False,
+            measured,
+            threshold,
+            f"served accuracy {accuracy:.4f} differs from the card's {card_accuracy:.4f} by more than "
+            f"{tolerance}: the deployment does not serve the registered model faithfully",
+        )
     if accuracy < min_accuracy:
-        return _check("offline_eval", False, measured, threshold,
-                      f"accuracy {accuracy:.4f} on the card's test split is below {min_accuracy}")
-    return _check("offline_eval", True, measured, threshold,
-                  f"accuracy {accuracy:.4f} on {len(labels)} test images matches the card and is >= {min_accuracy}")
+        return _check(
+            "offline_eval",
+            False,
+            measured,
+            threshold,
+            f"accuracy {accuracy:.4f} on the card's test split is below {min_accuracy}",
+        )
+    return _check(
+        "offline_eval",
+        True,
+        measured,
+        threshold,
+        f"accuracy {accuracy:.4f} on {len(labels)} test images matches the card and is >= {min_accuracy}",
+    )
 
 
-def load_test(url: str, images: np.ndarray, seconds: float, concurrency: int, slo_p99_ms: float) -> dict[str, Any]:
+def load_test(
+    url: str, images: np.ndarray, seconds: float, concurrency: int, slo_p99_ms: float
+) -> dict[str, Any]:
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
@@ -107,12 +140,18 @@ def load_test(url: str, images: np.ndarray, seconds: float, concurrency: int, sl
         list(pool.map(worker, range(concurrency)))
     total = len(latencies) + len(failures)
     p99 = float(np.percentile(latencies, 99)) if latencies else math.inf
-    measured = {"requests": total, "failed": len(failures), "p99_ms": round(p99, 1),
-                "rps": round(total / seconds, 1)}
+    measured = {
+        "requests": total,
+        "failed": len(failures),
+        "p99_ms": round(p99, 1),
+        "rps": round(total / seconds, 1),
+    }
     threshold = {"max_p99_ms": slo_p99_ms, "failed": 0}
     passed = total > 0 and not failures and p99 <= slo_p99_ms
     if passed:
-        reason = f"{total} requests at concurrency {concurrency}: p99 {p99:.1f} ms <= {slo_p99_ms} ms, 0 failed"
+        reason = (
+            f"{total} requests at concurrency {concurrency}: p99 {p99:.1f} ms <= {slo_p99_ms} ms, 0 failed"
+        )
     elif failures:
         reason = f"{len(failures)} of {total} requests failed (e.g. {failures[0]})"
     else:
@@ -121,8 +160,14 @@ def load_test(url: str, images: np.ndarray, seconds: float, concurrency: int, sl
 
 
 def run(
-    url: str, registry: Path, model_version: str, slo_p99_ms: float, min_accuracy: float, card_tolerance: float,
-    load_seconds: float, concurrency: int,
+    url: str,
+    registry: Path,
+    model_version: str,
+    slo_p99_ms: float,
+    min_accuracy: float,
+    card_tolerance: float,
+    load_seconds: float,
+    concurrency: int,
 ) -> tuple[bool, dict[str, Any]]:
     reg = Registry(str(registry))
     images, labels = reg.test_split(model_version)
@@ -131,7 +176,9 @@ def run(
     with httpx.Client(timeout=30) as client:
         checks = [smoke(client, url, model_version, images[0].tolist())]
         if checks[0]["passed"]:
-            checks.append(offline_eval(client, url, images, labels, card_accuracy, min_accuracy, card_tolerance))
+            checks.append(
+                offline_eval(client, url, images, labels, card_accuracy, min_accuracy, card_tolerance)
+            )
         if all(c["passed"] for c in checks):
             checks.append(load_test(url, images, load_seconds, concurrency, slo_p99_ms))
     passed = all(c["passed"] for c in checks)

@@ -23,7 +23,9 @@ def render(model_version: str, stage: str, canary_weight: float) -> str:
         f"# HELP {METRIC} 1 for the stage the latest rollout is in.",
         f"# TYPE {METRIC} gauge",
     ]
-    lines += [f'{METRIC}{{model_version="{model_version}",stage="{s}"}} {int(s == stage)}' for s in STATE_STAGES]
+    lines += [
+        f'{METRIC}{{model_version="{model_version}",stage="{s}"}} {int(s == stage)}' for s in STATE_STAGES
+    ]
     lines += [
         f"# HELP {WEIGHT_METRIC} Share of the public route's traffic sent to the canary.",
         f"# TYPE {WEIGHT_METRIC} gauge",

@@ -10,8 +10,10 @@ import math
 Z_ONE_SIDED_95 = 1.6448536269514722
 
 
-def proportion_diff_lower_bound(success_a: float, n_a: float, success_b: float, n_b: float, z: float) -> float:
-    """Lower confidence bound of p_a - p_b (Wald with a +1/+2 Agresti–Caffo correction for small counts)."""
+def proportion_diff_lower_bound(
+    success_a: float, n_a: float, success_b: float, n_b: float, z: float
+) -> float:
+    """Lower confidence bound of p_a - p_b (Wald with a +1/+2 Agresti-Caffo correction for small counts)."""
     if n_a <= 0 or n_b <= 0:
         raise ValueError("both samples need at least one observation")
     pa = (success_a + 1) / (n_a + 2)
@@ -20,7 +22,9 @@ def proportion_diff_lower_bound(success_a: float, n_a: float, success_b: float, 
     return (pa - pb) - z * se
 
 
-def proportion_diff_upper_bound(success_a: float, n_a: float, success_b: float, n_b: float, z: float) -> float:
+def proportion_diff_upper_bound(
+    success_a: float, n_a: float, success_b: float, n_b: float, z: float
+) -> float:
     """Upper confidence bound of p_a - p_b, same correction as the lower bound."""
     return -proportion_diff_lower_bound(success_b, n_b, success_a, n_a, z)
 
@@ -58,7 +62,9 @@ def homogeneity_test(counts_a: dict[str, float], counts_b: dict[str, float]) -> 
 
     Categories seen in neither sample are dropped; with fewer than two categories there is nothing to test.
     """
-    categories = sorted(k for k in set(counts_a) | set(counts_b) if counts_a.get(k, 0) + counts_b.get(k, 0) > 0)
+    categories = sorted(
+        k for k in set(counts_a) | set(counts_b) if counts_a.get(k, 0) + counts_b.get(k, 0) > 0
+    )
     n_a = sum(counts_a.get(k, 0) for k in categories)
     n_b = sum(counts_b.get(k, 0) for k in categories)
     if len(categories) < 2 or n_a <= 0 or n_b <= 0:

@@ -40,14 +40,16 @@ def rows(report: dict) -> list[list[str]]:
     out = []
     for stage in report["stages"]:
         for check in stage["checks"]:
-            out.append([
-                report["model_version"],
-                stage["stage"],
-                check["name"],
-                _short(check["measured"]),
-                _short(check["threshold"]),
-                "pass" if check["passed"] else "FAIL",
-            ])
+            out.append(
+                [
+                    report["model_version"],
+                    stage["stage"],
+                    check["name"],
+                    _short(check["measured"]),
+                    _short(check["threshold"]),
+                    "pass" if check["passed"] else "FAIL",
+                ]
+            )
     return out
 
 
@@ -62,14 +64,18 @@ def table(reports: list[dict], failed: int, total: int) -> str:
 
     lines = [line(header), "-+-".join("-" * w for w in widths), *map(line, body), ""]
     for rep in reports:
-        lines.append(f"{rep['model_version']}: {rep['outcome'].upper()} (stable was {rep['stable_version']}) "
-                     f"- {rep['reason']}")
+        lines.append(
+            f"{rep['model_version']}: {rep['outcome'].upper()} (stable was {rep['stable_version']}) "
+            f"- {rep['reason']}"
+        )
     lines.append(f"client-side failed requests across the demo: {failed} of {total}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m serving.analysis.summary", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m serving.analysis.summary", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--report", action="append", required=True, help="a rollout report directory (repeatable)")
     p.add_argument("--loadgen-metrics", required=True, help="e.g. http://127.0.0.1:9393/metrics")
     p.add_argument("--out", required=True, help="summary JSON to write")
@@ -79,9 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     text = table(reports, failed, total)
     summary = {
         "rollouts": [
-            {"model_version": r["model_version"], "outcome": r["outcome"], "reason": r["reason"],
-             "stages": [{"stage": s["stage"], "passed": s["passed"],
-                         "checks": {c["name"]: c["passed"] for c in s["checks"]}} for s in r["stages"]]}
+            {
+                "model_version": r["model_version"],
+                "outcome": r["outcome"],
+                "reason": r["reason"],
+                "stages": [
+                    {
+                        "stage": s["stage"],
+                        "passed": s["passed"],
+                        "checks": {c["name"]: c["passed"] for c in s["checks"]},
+                    }
+                    for s in r["stages"]
+                ],
+            }
             for r in reports
         ],
         "client_failed_requests": failed,

@@ -54,7 +54,10 @@ def add_variant(root: Path, base: str, version: str, wrap) -> None:
     torch.jit.script(wrap(inner)).save(str(dst / "model.ts"))
     card = json.loads((src / "card.json").read_text())
     card["version"] = version
-    card["config"] = {"name": f"{base}-{wrap.__name__ if hasattr(wrap, '__name__') else 'variant'}", "values": {}}
+    card["config"] = {
+        "name": f"{base}-{wrap.__name__ if hasattr(wrap, '__name__') else 'variant'}",
+        "values": {},
+    }
     (dst / "card.json").write_text(json.dumps(card))
     index = json.loads((root / "index.json").read_text())
     index["versions"][version] = dict(index["versions"][base])

@@ -14,23 +14,39 @@ BIN = Path(sys.executable).parent
 
 def playbook_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "PYTHONPATH": str(ROOT),
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        "ANSIBLE_FORCE_COLOR": "0",
-    })
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "ANSIBLE_FORCE_COLOR": "0",
+        }
+    )
     return env
 
 
-def run_playbook(playbook: str, extra: dict, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_playbook(
+    playbook: str, extra: dict, check: bool = True, timeout: float = 900
+) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / "local"), str(ROOT / "playbooks" / playbook),
-         "-e", json.dumps(extra)],
-        cwd=ROOT, env=playbook_env(), capture_output=True, text=True, timeout=timeout,
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(ROOT / "inventories" / "local"),
+            str(ROOT / "playbooks" / playbook),
+            "-e",
+            json.dumps(extra),
+        ],
+        cwd=ROOT,
+        env=playbook_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{playbook} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{playbook} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -57,6 +73,8 @@ def isolated_vars(base: int, run_dir: Path, registry: Path) -> dict:
             {"job": "textfile", "targets": [f"127.0.0.1:{base + 6}"]},
             {"job": "loadgen", "targets": [f"127.0.0.1:{base + 7}"]},
         ],
-        "prometheus_file_sd": [{"job": "ray", "path": f"/tmp/chiops-ray-t{base}/prom_metrics_service_discovery.json"}],
+        "prometheus_file_sd": [
+            {"job": "ray", "path": f"/tmp/chiops-ray-t{base}/prom_metrics_service_discovery.json"}
+        ],
         "local_ray_token_file": str(run_dir / "ray_auth_token"),
     }

@@ -14,7 +14,16 @@ from serving.analysis.gates import Side, Thresholds
 CLASSES = [str(c) for c in range(10)]
 
 
-def side(env="canary", version="v2", requests=400, errors=0, p99=40.0, feedback=1600, correct=None, predictions=None):
+def side(
+    env="canary",
+    version="v2",
+    requests=400,
+    errors=0,
+    p99=40.0,
+    feedback=1600,
+    correct=None,
+    predictions=None,
+):
     correct = round(0.97 * feedback) if correct is None else correct
     predictions = predictions if predictions is not None else {c: requests * 8 / 10 for c in CLASSES}
     return Side(env, version, requests, errors, p99, feedback, correct, predictions)
@@ -72,7 +81,9 @@ def test_too_little_data_never_promotes(candidate):
 
 
 def test_stable_side_needs_evidence_too():
-    decision = gates.decide(side(), side("production", "v1", requests=10, feedback=10, correct=10), Thresholds())
+    decision = gates.decide(
+        side(), side("production", "v1", requests=10, feedback=10, correct=10), Thresholds()
+    )
     assert not decision.promote
 
 
@@ -111,8 +122,13 @@ def test_thresholds_from_variables_check_names_and_values():
 @pytest.mark.parametrize(
     ("statistic", "dof", "expected"),
     # Reference values of the chi-square survival function (standard tables).
-    [(3.841458820694124, 1, 0.05), (16.918977604620448, 9, 0.05), (27.877164871256568, 9, 0.001),
-     (0.0, 4, 1.0), (9.342, 10, 0.5)],
+    [
+        (3.841458820694124, 1, 0.05),
+        (16.918977604620448, 9, 0.05),
+        (27.877164871256568, 9, 0.001),
+        (0.0, 4, 1.0),
+        (9.342, 10, 0.5),
+    ],
 )
 def test_chi2_sf_matches_tables(statistic, dof, expected):
     assert stats.chi2_sf(statistic, dof) == pytest.approx(expected, abs=2e-4)
@@ -131,5 +147,6 @@ def test_proportion_bounds_bracket_the_difference():
     low = stats.proportion_diff_lower_bound(900, 1000, 950, 1000, stats.Z_ONE_SIDED_95)
     high = stats.proportion_diff_upper_bound(900, 1000, 950, 1000, stats.Z_ONE_SIDED_95)
     assert low < -0.05 < high
-    assert high - low == pytest.approx(2 * stats.Z_ONE_SIDED_95 * math.sqrt(0.9 * 0.1 / 1002 + 0.95 * 0.05 / 1002),
-                                       rel=0.02)
+    assert high - low == pytest.approx(
+        2 * stats.Z_ONE_SIDED_95 * math.sqrt(0.9 * 0.1 / 1002 + 0.95 * 0.05 / 1002), rel=0.02
+    )

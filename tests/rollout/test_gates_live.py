@@ -46,8 +46,9 @@ def platform(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     # v2 is v1 retrained with the same seed: as good as stable by construction (a differently seeded tiny model
     # can be genuinely worse, and the gate rightly rejects it).
-    registry = write_registry(run_dir / "registry", versions=(("v1", 0, 8), ("v2", 0, 8)),
-                              aliases={"production": "v1"})
+    registry = write_registry(
+        run_dir / "registry", versions=(("v1", 0, 8), ("v2", 0, 8)), aliases={"production": "v1"}
+    )
     bad_models.add_variant(registry, "v1", "v3", lambda m: bad_models.Erroring(m, 0.25))
     bad_models.add_variant(registry, "v1", "v4", lambda m: bad_models.Slow(m, 120))
     bad_models.add_variant(registry, "v1", "v5", bad_models.Inaccurate)
@@ -64,8 +65,14 @@ def traffic(platform):
     registry = Registry(platform["chiops_registry"])
     images, labels = registry.test_split("v1")
     gen = LoadGenerator(
-        f"http://127.0.0.1:{platform['local_serve_http_port']}", images, labels, rate=RATE, duration_s=1200,
-        batch=BATCH, feedback_delay_s=1.0, metrics=ClientMetrics(),
+        f"http://127.0.0.1:{platform['local_serve_http_port']}",
+        images,
+        labels,
+        rate=RATE,
+        duration_s=1200,
+        batch=BATCH,
+        feedback_delay_s=1.0,
+        metrics=ClientMetrics(),
     )
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("summary", gen.run()), daemon=True)
@@ -82,8 +89,14 @@ def prom(platform):
 
 
 def canary(platform, version: str) -> float:
-    run_playbook("serve.yml", {**platform, "serve_versions": {"production": "v1", "canary": version},
-                               "serve_canary_weight": WEIGHT})
+    run_playbook(
+        "serve.yml",
+        {
+            **platform,
+            "serve_versions": {"production": "v1", "canary": version},
+            "serve_canary_weight": WEIGHT,
+        },
+    )
     return time.time()
 
 
@@ -121,10 +134,14 @@ def test_gate_decides_on_live_traffic(platform, traffic, prom, version):
 
 def test_dashboard_and_rule_metrics_exist_in_the_live_prometheus(platform, traffic, prom):
     """Every metric a dashboard query or rule reads is a series this service really exports."""
-    write_lease_metric(f"{platform['chiops_run_dir']}/textfile/lease.prom", ["production"], "chiops-prod", 3600)
+    write_lease_metric(
+        f"{platform['chiops_run_dir']}/textfile/lease.prom", ["production"], "chiops-prod", 3600
+    )
     from serving.analysis import state
 
-    state.write(__import__("pathlib").Path(f"{platform['chiops_run_dir']}/textfile/rollout.prom"), "v2", "canary", 0.5)
+    state.write(
+        __import__("pathlib").Path(f"{platform['chiops_run_dir']}/textfile/rollout.prom"), "v2", "canary", 0.5
+    )
     time.sleep(20)  # a scrape and one rule evaluation
     names = set(httpx.get(f"{prom.base_url}/api/v1/label/__name__/values", timeout=10).json()["data"])
     wanted = set()

@@ -23,19 +23,31 @@ def git(repo, *args) -> str:
 
 @pytest.fixture
 def setup(tmp_path):
-    registry = write_registry(tmp_path / "registry", versions=(("v1", 0, 2), ("v2", 1, 2)), aliases={"production": "v1"})
+    registry = write_registry(
+        tmp_path / "registry", versions=(("v1", 0, 2), ("v2", 1, 2)), aliases={"production": "v1"}
+    )
     repo = tmp_path / "gitops"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init")
     inventory = tmp_path / "inventory"
     (inventory / "group_vars" / "all").mkdir(parents=True)
-    (inventory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"kube_control_plane": {"hosts": {
-        "node1": {"ansible_host": "127.0.0.1"}}}}}}))
-    (inventory / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump({
-        "chiops_backend": "kubernetes", "chiops_environments": ["staging", "canary", "production"]}))
-    (inventory / "group_vars" / "all" / "rollout_gates.yml").symlink_to(ROOT / "playbooks" / "vars" / "rollout.yml")
-    k8s = yaml.safe_load((ROOT / "inventories" / "production" / "group_vars" / "all" / "rollout.yml").read_text())
+    (inventory / "hosts.yml").write_text(
+        yaml.safe_dump(
+            {"all": {"children": {"kube_control_plane": {"hosts": {"node1": {"ansible_host": "127.0.0.1"}}}}}}
+        )
+    )
+    (inventory / "group_vars" / "all" / "main.yml").write_text(
+        yaml.safe_dump(
+            {"chiops_backend": "kubernetes", "chiops_environments": ["staging", "canary", "production"]}
+        )
+    )
+    (inventory / "group_vars" / "all" / "rollout_gates.yml").symlink_to(
+        ROOT / "playbooks" / "vars" / "rollout.yml"
+    )
+    k8s = yaml.safe_load(
+        (ROOT / "inventories" / "production" / "group_vars" / "all" / "rollout.yml").read_text()
+    )
     (inventory / "group_vars" / "all" / "rollout.yml").write_text(yaml.safe_dump(k8s))
     return registry, repo, inventory, tmp_path
 
@@ -43,14 +55,29 @@ def setup(tmp_path):
 def test_render_and_commit_walks_the_environments(setup):
     registry, repo, inventory, tmp_path = setup
     extra = {
-        "model_version": "v2", "chiops_repo_root": str(ROOT), "chiops_registry": str(registry),
-        "chiops_gitops_repo": str(repo), "chiops_gitops_push": False, "rollout_kubernetes_render_only": True,
-        "chiops_reports_dir": str(tmp_path / "reports"), "canary_weight": 0.1,
+        "model_version": "v2",
+        "chiops_repo_root": str(ROOT),
+        "chiops_registry": str(registry),
+        "chiops_gitops_repo": str(repo),
+        "chiops_gitops_push": False,
+        "rollout_kubernetes_render_only": True,
+        "chiops_reports_dir": str(tmp_path / "reports"),
+        "canary_weight": 0.1,
     }
     proc = subprocess.run(
-        ["ansible-playbook", "-i", str(inventory),
-         str(ROOT / "playbooks" / "rollout.yml"), "-e", json.dumps(extra)],
-        cwd=ROOT, env=playbook_env(), capture_output=True, text=True, timeout=600,
+        [
+            "ansible-playbook",
+            "-i",
+            str(inventory),
+            str(ROOT / "playbooks" / "rollout.yml"),
+            "-e",
+            json.dumps(extra),
+        ],
+        cwd=ROOT,
+        env=playbook_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
 

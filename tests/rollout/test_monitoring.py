@@ -17,12 +17,16 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
 def test_committed_files_are_what_the_generator_writes():
-    assert monitoring.RULES_PATH.read_text() == monitoring.render_rules(), "run python -m serving.analysis.monitoring"
+    assert monitoring.RULES_PATH.read_text() == monitoring.render_rules(), (
+        "run python -m serving.analysis.monitoring"
+    )
     assert monitoring.DASHBOARD_PATH.read_text() == monitoring.render_dashboard()
 
 
 def test_promtool_accepts_the_rules():
-    out = subprocess.run([PROMTOOL, "check", "rules", str(monitoring.RULES_PATH)], capture_output=True, text=True)
+    out = subprocess.run(
+        [PROMTOOL, "check", "rules", str(monitoring.RULES_PATH)], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS: 12 rules found" in out.stdout
 
@@ -89,12 +93,21 @@ def test_alerts_fire_on_the_conditions_they_name(tmp_path):
 
 
 def known_metric_names() -> set[str]:
-    exported = {m.REQUESTS_TOTAL, m.PREDICTIONS_TOTAL, m.FEEDBACK_TOTAL, m.FEEDBACK_CORRECT_TOTAL,
-                m.CLIENT_REQUESTS_TOTAL}
+    exported = {
+        m.REQUESTS_TOTAL,
+        m.PREDICTIONS_TOTAL,
+        m.FEEDBACK_TOTAL,
+        m.FEEDBACK_CORRECT_TOTAL,
+        m.CLIENT_REQUESTS_TOTAL,
+    }
     for histogram in (m.REQUEST_LATENCY_MS, m.CONFIDENCE, m.CLIENT_LATENCY_SECONDS):
         exported |= {f"{histogram}_bucket", f"{histogram}_sum", f"{histogram}_count"}
     recorded = {r["record"] for g in monitoring.rules()["groups"] for r in g["rules"] if "record" in r}
-    return exported | recorded | {state.METRIC, state.WEIGHT_METRIC, state.TIME_METRIC, monitoring.LEASE_SECONDS_LEFT}
+    return (
+        exported
+        | recorded
+        | {state.METRIC, state.WEIGHT_METRIC, state.TIME_METRIC, monitoring.LEASE_SECONDS_LEFT}
+    )
 
 
 def test_dashboard_parses_and_reads_only_metrics_the_service_exports():
@@ -107,8 +120,13 @@ def test_dashboard_parses_and_reads_only_metrics_the_service_exports():
         names |= found
     assert names - known_metric_names() == set()
     # the dashboard covers every family of the service, the rollout state and the lease
-    assert {m.REQUESTS_TOTAL, m.PREDICTIONS_TOTAL, m.CLIENT_REQUESTS_TOTAL, state.METRIC,
-            monitoring.LEASE_SECONDS_LEFT} <= names
+    assert {
+        m.REQUESTS_TOTAL,
+        m.PREDICTIONS_TOTAL,
+        m.CLIENT_REQUESTS_TOTAL,
+        state.METRIC,
+        monitoring.LEASE_SECONDS_LEFT,
+    } <= names
 
 
 def test_rules_read_only_known_metrics():
