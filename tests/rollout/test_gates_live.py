@@ -94,7 +94,7 @@ def canary(platform, version: str) -> float:
         {
             **platform,
             "serve_versions": {"production": "v1", "canary": version},
-            "serve_canary_weight": WEIGHT,
+            "serve_weight": WEIGHT,
         },
     )
     return time.time()
