@@ -14,6 +14,7 @@ import time
 
 import httpx
 import pytest
+from prometheus_client import start_http_server
 
 from chi_scripts.metrics import write_lease_metric
 from serving.analysis import gates, measure, monitoring
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BASE_PORT = 6460
 WINDOW_S = 30
 MAX_WINDOW_S = 150
+MIN_FEEDBACK_FOR_POWER = 600
 WEIGHT = 0.5
 # Each image's feedback is its own request: rate x (1 + batch) HTTP requests a second must fit this machine.
 RATE = 12
@@ -64,6 +66,11 @@ def platform(tmp_path_factory):
 def traffic(platform):
     registry = Registry(platform["chiops_registry"])
     images, labels = registry.test_split("v1")
+    metrics = ClientMetrics()
+    # Prometheus scrapes the client-side metrics where the platform expects the load generator.
+    server, _ = start_http_server(
+        platform["local_loadgen_metrics_port"], addr="127.0.0.1", registry=metrics.registry
+    )
     gen = LoadGenerator(
         f"http://127.0.0.1:{platform['local_serve_http_port']}",
         images,
@@ -72,7 +79,7 @@ def traffic(platform):
         duration_s=1200,
         batch=BATCH,
         feedback_delay_s=1.0,
-        metrics=ClientMetrics(),
+        metrics=metrics,
     )
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("summary", gen.run()), daemon=True)
@@ -80,6 +87,7 @@ def traffic(platform):
     yield gen
     gen.stop()
     thread.join(timeout=60)
+    server.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -110,10 +118,13 @@ def test_gate_decides_on_live_traffic(platform, traffic, prom, version):
         now = time.time()
         window = f"{int(now - started)}s"
         candidate = measure.measure(prom, "canary", version, window, now)
-        if candidate.requests >= gates.Thresholds().min_requests or now - started > MAX_WINDOW_S:
+        stable = measure.measure(prom, "production", "v1", window, now)
+        enough = min(candidate.requests, stable.requests) >= gates.Thresholds().min_requests
+        # Enough feedback that a model as good as stable passes the 0.05 non-inferiority margin reliably.
+        enough = enough and min(candidate.feedback, stable.feedback) >= MIN_FEEDBACK_FOR_POWER
+        if enough or now - started > MAX_WINDOW_S:
             break
         time.sleep(5)
-    stable = measure.measure(prom, "production", "v1", window, now)
     decision = gates.decide(candidate, stable, gates.Thresholds())
     by_name = {g.name: g for g in decision.gates}
     detail = "\n".join(f"{g.name}: {g.passed} {g.reason}" for g in decision.gates)
