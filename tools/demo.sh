@@ -10,5 +10,11 @@ demo="$root/runs/local/demo"
 extra=$(printf '{"chiops_registry": "%s/registry", "chiops_reports_dir": "%s/reports", "chiops_keep_running": %s}' \
   "$demo" "$demo" "$([ "${KEEP:-0}" = 1 ] && echo true || echo false)")
 start=$SECONDS
-ansible-playbook -i inventories/local playbooks/demo.yml -e "$extra"
+status=0
+ansible-playbook -i inventories/local playbooks/demo.yml -e "$extra" || status=$?
+if [ -f "$demo/summary.json" ]; then
+  echo
+  python -c 'import json, sys; print(json.load(open(sys.argv[1]))["table"])' "$demo/summary.json"
+fi
+[ "$status" -eq 0 ] || { echo "make demo: FAILED (see $demo/)" >&2; exit "$status"; }
 echo "make demo: finished in $((SECONDS - start)) s; summary in runs/local/demo/summary.json, reports in runs/local/demo/"
