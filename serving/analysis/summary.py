@@ -33,6 +33,8 @@ def _short(value: object) -> str:
         return f"{value:.4g}"
     if isinstance(value, dict):
         return " ".join(f"{k}={_short(v)}" for k, v in value.items() if not k.startswith(("min_", "dof")))
+    if value is None or value == "":
+        return "none"
     return str(value)
 
 
@@ -57,15 +59,14 @@ def table(reports: list[dict], failed: int, total: int) -> str:
     header = ["version", "stage", "gate", "measured", "threshold", "result"]
     body = [r for rep in reports for r in rows(rep)]
     widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(len(header))]
-    widths = [min(w, 70) for w in widths]
 
     def line(row: list[str]) -> str:
-        return " | ".join(str(c)[: widths[i]].ljust(widths[i]) for i, c in enumerate(row))
+        return " | ".join(str(c).ljust(widths[i]) for i, c in enumerate(row))
 
     lines = [line(header), "-+-".join("-" * w for w in widths), *map(line, body), ""]
     for rep in reports:
         lines.append(
-            f"{rep['model_version']}: {rep['outcome'].upper()} (stable was {rep['stable_version']}) "
+            f"{rep['model_version']}: {rep['outcome'].upper()} (stable was {rep['stable_version'] or 'none'}) "
             f"- {rep['reason']}"
         )
     lines.append(f"client-side failed requests across the demo: {failed} of {total}")
