@@ -84,7 +84,7 @@ def chart(canary: dict[str, Any], path: Path) -> None:
         ("accuracy", "online accuracy"),
     )
     for ax, (key, label) in zip(axes, panels, strict=True):
-        for side, style in (("candidate", "tab:red"), ("stable", "tab:blue")):
+        for side, style in (("stable", "tab:blue"), ("candidate", "tab:red")):
             points = canary["series"][side].get(key, [])
             version = canary[f"{side}_version"]
             ax.plot(
