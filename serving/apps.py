@@ -14,24 +14,30 @@ def _required(args: dict, key: str, what: str) -> Any:
 
 
 def environment_app(args: dict):
-    """One environment: EnvironmentIngress (HTTP, torch-free) → Classifier (the model, @serve.batch)."""
+    """One environment: EnvironmentIngress (HTTP, torch-free) → Classifier (the model, @serve.batch).
+
+    With ``fused: true`` the ingress loads the model itself and there is no Classifier deployment.
+    """
     from serving.ingress import EnvironmentIngress
     from serving.model import Classifier
 
     environment = _required(args, "environment", "environment")
     version = _required(args, "model_version", "environment")
-    classifier = Classifier.bind(
-        registry=_required(args, "registry", "environment"),
-        version=version,
-        max_batch_size=int(args.get("max_batch_size", 16)),
-        batch_wait_timeout_s=float(args.get("batch_wait_timeout_s", 0.002)),
-        threads=int(args.get("torch_threads", 1)),
-    )
+    model = {
+        "registry": _required(args, "registry", "environment"),
+        "version": version,
+        "max_batch_size": int(args.get("max_batch_size", 16)),
+        "batch_wait_timeout_s": float(args.get("batch_wait_timeout_s", 0.002)),
+        "threads": int(args.get("torch_threads", 1)),
+    }
+    options = {k: args[k] for k in ("max_body_bytes", "max_batch", "token_max_age_s") if k in args}
+    if args.get("fused"):
+        # One deployment: the ingress runs the model itself (see docs/serving.md, "Performance").
+        return EnvironmentIngress.bind(
+            None, environment=environment, model_version=version, fused_model=model, **options
+        )
     return EnvironmentIngress.bind(
-        classifier,
-        environment=environment,
-        model_version=version,
-        **{k: args[k] for k in ("max_body_bytes", "max_batch", "token_max_age_s") if k in args},
+        Classifier.bind(**model), environment=environment, model_version=version, **options
     )
 
 

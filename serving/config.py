@@ -42,6 +42,8 @@ class Tuning:
     classifier_cpus: float = 0.25
     router_cpus: float = 0.1
     torch_threads: int = 1
+    # Fused: the ingress runs the model (one deployment, one hop less; torch in the ingress replica).
+    fused: bool = False
     max_body_bytes: int = 256 * 1024
     max_batch: int = 64
     extra_env_vars: dict = field(default_factory=dict)
@@ -115,18 +117,29 @@ def build_serve_config(
                 "max_batch_size": tuning.max_batch_size,
                 "batch_wait_timeout_s": tuning.batch_wait_timeout_s,
                 "torch_threads": tuning.torch_threads,
+                "fused": tuning.fused,
                 **limits,
             },
-            "deployments": [
-                _deployment("EnvironmentIngress", tuning.ingress_replicas, tuning.ingress_cpus, tuning),
-                _deployment("Classifier", tuning.classifier_replicas, tuning.classifier_cpus, tuning),
-            ],
+            "deployments": (
+                [
+                    _deployment(
+                        "EnvironmentIngress", tuning.classifier_replicas, tuning.classifier_cpus, tuning
+                    )
+                ]
+                if tuning.fused
+                else [
+                    _deployment("EnvironmentIngress", tuning.ingress_replicas, tuning.ingress_cpus, tuning),
+                    _deployment("Classifier", tuning.classifier_replicas, tuning.classifier_cpus, tuning),
+                ]
+            ),
         }
         if env_vars:
             app["runtime_env"] = {"env_vars": dict(env_vars)}
         applications.append(app)
 
-    if public if public is not None else STABLE_ENVIRONMENT in resolved:
+    if public is None:
+        public = STABLE_ENVIRONMENT in resolved
+    if public:
         if STABLE_ENVIRONMENT not in resolved:
             raise ValueError("the public router needs a production model to route to")
         app = {
@@ -205,6 +218,7 @@ def main(argv=None) -> int:
     p.add_argument("--token-key-file", help="token key file for the replicas; created (0600) if missing")
     p.add_argument("--replicas", type=int, default=1, help="replicas of each ingress and model deployment")
     p.add_argument("--max-batch-size", type=int, default=Tuning.max_batch_size)
+    p.add_argument("--fused", action="store_true", help="run the model inside the ingress (fewer hops)")
     p.add_argument("--no-public", action="store_true", help="leave out the public router")
     p.add_argument("-o", "--output", help="write the YAML here (default: stdout)")
     a = p.parse_args(argv)

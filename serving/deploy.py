@@ -38,3 +38,32 @@ def wait_running(app_names, timeout_s: float = 240.0, progress=print) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"Serve apps not running after {timeout_s:.0f} s: {states}")
         time.sleep(1.0)
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    import ray
+    import yaml
+
+    p = argparse.ArgumentParser(prog="python -m serving.deploy", description=__doc__.splitlines()[0])
+    p.add_argument("config", help="YAML written by python -m serving.config")
+    p.add_argument("--address", default="auto", help="Ray cluster to connect to (default: the running one)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the apps to run")
+    a = p.parse_args(argv)
+    with open(a.config) as fh:
+        config = yaml.safe_load(fh)
+    ray.init(address=a.address, logging_level="ERROR")
+    try:
+        deploy(config)
+        wait_running([app["name"] for app in config["applications"]], timeout_s=a.timeout)
+    except (RuntimeError, TimeoutError, ValueError) as exc:
+        print(f"serving.deploy: {exc}", file=sys.stderr)
+        return 1
+    print(f"running: {[app['name'] for app in config['applications']]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

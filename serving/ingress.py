@@ -25,19 +25,39 @@ app = FastAPI(title="ChiOps model service", docs_url=None, redoc_url=None, opena
 class EnvironmentIngress:
     def __init__(
         self,
-        classifier: DeploymentHandle,
+        classifier: DeploymentHandle | None,
         environment: str,
         model_version: str,
         max_body_bytes: int = Limits.max_body_bytes,
         max_batch: int = Limits.max_batch,
         token_max_age_s: float = 7 * 24 * 3600,
+        fused_model: dict | None = None,
     ):
+        # Fused: the model runs in this replica (one hop less per request, but torch in the ingress).
+        if fused_model is not None:
+            from serving.model import BatchedModel
+
+            self._local = BatchedModel(**fused_model)
+        elif classifier is None:
+            raise ValueError("EnvironmentIngress needs a Classifier handle or fused_model settings")
+        else:
+            self._local = None
         self._classifier = classifier
         self._environment = environment
         self._version = model_version
         self._limits = Limits(max_body_bytes=max_body_bytes, max_batch=max_batch)
         self._signer = TokenSigner(load_key(), max_age_s=token_max_age_s)
         self._metrics = ServiceMetrics(environment)
+
+    async def _predict(self, images: np.ndarray) -> dict:
+        if self._local is not None:
+            return await self._local.predict(images)
+        return await self._classifier.predict.remote(images)
+
+    async def _model_info(self) -> dict:
+        if self._local is not None:
+            return await self._local.info()
+        return await self._classifier.info.remote()
 
     async def handle_predict(self, body: bytes) -> tuple[int, dict]:
         """Validate, predict, sign. Also called by the public router through a handle."""
@@ -49,7 +69,7 @@ class EnvironmentIngress:
             status, payload = exc.status, {"error": exc.message}
         else:
             try:
-                result = await self._classifier.predict.remote(np.asarray(images, dtype=np.float32))
+                result = await self._predict(np.asarray(images, dtype=np.float32))
             except Exception as exc:  # the model replica is gone or restarting: the client may retry
                 status, payload = 503, {"error": f"model unavailable ({type(exc).__name__}); retry later"}
             else:
@@ -81,7 +101,7 @@ class EnvironmentIngress:
         return status, payload
 
     async def info(self) -> dict:
-        info = await self._classifier.info.remote()
+        info = await self._model_info()
         return {"environment": self._environment, **info}
 
     @app.post("/predict")
@@ -105,7 +125,7 @@ class EnvironmentIngress:
     @app.get("/healthz")
     async def healthz(self):
         try:
-            info = await self._classifier.info.remote()
+            info = await self._model_info()
         except Exception as exc:
             return json_response(503, {"status": "model unavailable", "error": type(exc).__name__})
         return json_response(200, {"status": "ok", "model_version": info["model_version"]})

@@ -1,11 +1,12 @@
-"""Model deployment: one registry version per replica, requests batched with @serve.batch."""
+"""Model deployment: one registry version per replica, concurrent requests batched with @serve.batch."""
 
 import numpy as np
 from ray import serve
 
 
-@serve.deployment
-class Classifier:
+class BatchedModel:
+    """A registry version behind @serve.batch; runs in the Classifier replica or, fused, in the ingress."""
+
     def __init__(
         self,
         registry: str,
@@ -14,7 +15,7 @@ class Classifier:
         batch_wait_timeout_s: float = 0.002,
         threads: int = 1,
     ):
-        from serving.predictor import Predictor  # torch is imported here, in the model replica only
+        from serving.predictor import Predictor  # torch is imported here, where the model runs, only
 
         self._predictor = Predictor(registry, version, threads=threads)
         self._infer.set_max_batch_size(max_batch_size)
@@ -34,5 +35,10 @@ class Classifier:
         classes, confidences = await self._infer(images)
         return {"model_version": self._predictor.version, "classes": classes, "confidences": confidences}
 
-    def info(self) -> dict:
+    async def info(self) -> dict:
         return {"model_version": self._predictor.version, "card": self._predictor.summary}
+
+
+@serve.deployment
+class Classifier(BatchedModel):
+    """The model as its own deployment: scales apart from HTTP handling, keeps torch out of the ingress."""

@@ -59,17 +59,18 @@ class Registry:
     def alias_target(self, alias: str) -> str | None:
         return self.index()["aliases"].get(alias)
 
-    def model_bytes(self, version: str) -> bytes:
-        return self._read_bytes("versions", version, "model.ts")
+    # The readers below take a version or an alias.
+    def model_bytes(self, ref: str) -> bytes:
+        return self._read_bytes("versions", self.resolve(ref), "model.ts")
 
-    def card(self, version: str) -> dict:
-        return json.loads(self._read_bytes("versions", version, "card.json"))
+    def card(self, ref: str) -> dict:
+        return json.loads(self._read_bytes("versions", self.resolve(ref), "card.json"))
 
-    def test_split(self, version: str):
+    def test_split(self, ref: str):
         """(images (N, 8, 8) float32, labels (N,) int64) the card's metrics were measured on."""
         import numpy as np
 
-        with np.load(io.BytesIO(self._read_bytes("versions", version, "test_split.npz"))) as data:
+        with np.load(io.BytesIO(self._read_bytes("versions", self.resolve(ref), "test_split.npz"))) as data:
             return data["images"].astype(np.float32), data["labels"].astype(np.int64)
 
 

@@ -26,13 +26,14 @@ class Service:
         self.url = f"http://127.0.0.1:{http_port}"
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
-    def config(self, canary_weight=0.0):
+    def config(self, canary_weight=0.0, **options):
         return build_serve_config(
             str(self.registry),
             ENVIRONMENTS,
             canary_weight=canary_weight,
             http_port=self.http_port,
             token_key_file=str(self.key_file),
+            **options,
         )
 
     def replica_pids(self) -> dict:

@@ -106,7 +106,7 @@ def test_cli_uses_the_inventory_and_creates_a_key(registry_root, tmp_path, capsy
 def test_registry_reader_resolves_aliases(registry_root):
     reg = Registry(str(registry_root))
     assert reg.resolve("production") == "v1" and reg.resolve("v2") == "v2"
-    assert reg.card("v1")["version"] == "v1"
+    assert reg.card("v1")["version"] == "v1" and reg.card("production")["version"] == "v1"
     images, labels = reg.test_split("v1")
     assert images.shape[1:] == (8, 8) and images.dtype == np.float32 and len(images) == len(labels)
 

@@ -115,7 +115,7 @@ ANY_JSON = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.one_of(NEAR_VALID, ANY_JSON, st.dictionaries(st.just("images"), ANY_JSON)))
 def test_arbitrary_json_never_gets_a_5xx(service, body):
     r = service.client.post("/production/predict", content=json.dumps(body).encode())
@@ -220,10 +220,10 @@ def test_weight_change_moves_the_split_with_zero_failures(service, registry_root
     )
     result = {}
     runner = threading.Thread(target=lambda: result.setdefault("summary", gen.run()))
+    load_started = time.perf_counter()
     runner.start()
     try:
         time.sleep(8)
-        changed_at = time.perf_counter()
         deploy(service.config(canary_weight=0.5))
         service.wait_for(
             "canary_weight 0.5 at /version",
@@ -238,7 +238,7 @@ def test_weight_change_moves_the_split_with_zero_failures(service, registry_root
         runner.join(timeout=60)
         server.shutdown()
     summary = result["summary"]
-    start = seen_at - (changed_at - 8)  # when the new weight was confirmed, in the generator's clock
+    start = seen_at - load_started  # when the new weight was confirmed, on the generator's clock
     assert summary.failures == 0, summary.as_dict()
     assert summary.feedback_failed == 0 and summary.feedback_sent == 4 * summary.outcomes["ok"]
     before = [v for t, v, _ in summary.records if t < 7.5]
@@ -258,3 +258,66 @@ def test_weight_change_moves_the_split_with_zero_failures(service, registry_root
     assert {s.labels[names.MODEL_VERSION] for s in ok} == {"v1", "v2"}
     assert sum(s.value for s in ok) == summary.outcomes["ok"]
     assert names.CLIENT_LATENCY_SECONDS + "_bucket" in families
+
+
+def test_model_update_under_load_has_zero_failures(service, registry_root):
+    """Production moves from v1 to v2 while serving: old replicas serve until the new ones are up."""
+    from serving.deploy import deploy, wait_running
+
+    images, labels = Registry(str(registry_root)).test_split("v2")
+    gen = LoadGenerator(
+        service.url,
+        images,
+        labels,
+        rate=15,
+        duration_s=120,
+        batch=4,
+        feedback_delay_s=None,
+        predict_path="/production/predict",
+        keep_records=True,
+    )
+    result = {}
+    runner = threading.Thread(target=lambda: result.setdefault("summary", gen.run()))
+    runner.start()
+    try:
+        time.sleep(5)
+        deploy(service.config(canary_weight=0.5, versions={"production": "v2"}))
+        wait_running(["production"], timeout_s=180)
+        service.wait_for(
+            "production replicas all on v2",
+            lambda: sum(1 for n in service.replica_pids() if n.startswith("SERVE_REPLICA::production#")) == 2,
+            timeout_s=120,
+        )
+        time.sleep(5)
+    finally:
+        gen.stop()
+        runner.join(timeout=60)
+    summary = result["summary"]
+    assert summary.failures == 0, summary.as_dict()
+    versions = [v for _, v, _ in summary.records]
+    assert versions[0] == "v1" and versions[-20:] == ["v2"] * 20, versions
+    offline, _ = Predictor(str(registry_root), "v2").predict(images[:16])
+    r = service.client.post("/production/predict", json={"images": images[:16].tolist()})
+    assert [p["class"] for p in r.json()["predictions"]] == offline
+
+
+def test_fused_layout_serves_the_same_predictions(service, registry_root):
+    """The fused layout (model inside the ingress, used for throughput) answers like the two-deployment one."""
+    from serving.config import Tuning
+    from serving.deploy import deploy, wait_running
+
+    deploy(service.config(versions={"production": "v2"}, tuning=Tuning(fused=True)))
+    wait_running(["production"], timeout_s=180)
+    service.wait_for(
+        "production without a Classifier",
+        lambda: not any("production" in n and "Classifier" in n for n in service.replica_pids()),
+        timeout_s=120,
+    )
+    images, _ = Registry(str(registry_root)).test_split("v2")
+    offline, conf = Predictor(str(registry_root), "v2").predict(images[:32])
+    r = service.client.post("/production/predict", json={"images": images[:32].tolist()})
+    assert r.status_code == 200 and r.json()["model_version"] == "v2"
+    assert [p["class"] for p in r.json()["predictions"]] == offline
+    assert np.allclose([p["probability"] for p in r.json()["predictions"]], conf, atol=1e-5)
+    assert service.client.post("/production/predict", content=b"[").status_code == 400
+    assert service.client.get("/production/version").json()["card"]["version"] == "v2"
