@@ -63,6 +63,17 @@ def _fmt(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
+def _training_line(card: dict[str, Any]) -> str:
+    t, model = card.get("training"), card.get("model", {})
+    if not t:
+        return "- (not recorded)"
+    return (
+        f"- {t['epochs_run']} epochs, best val loss at epoch {t['best_epoch']} (early stopping);"
+        f" {t['train_seconds']} s at {t['samples_per_second']} samples/s;"
+        f" {model.get('parameters', '?')} parameters; deterministic mode: {card['device'].get('deterministic', '?')}"
+    )
+
+
 def render_markdown(card: dict[str, Any]) -> str:
     m, data, cfg = card["metrics"], card["data"], card["config"]
     recall = " | ".join(f"{r:.3f}" for r in m["per_class_recall"])
@@ -96,7 +107,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         "Per-class recall (0..9): " + recall,
         "",
         "## Training",
-        f"- {card.get('training', {})}",
+        _training_line(card),
         "",
         "## Limitations",
         "- Trained on one 1990s population of writers (UCI digits); accuracy on other scanners or writers is unmeasured.",

@@ -89,8 +89,9 @@ def run(config: dict[str, Any], out_dir: str | Path, progress: Progress = _quiet
     if noise["kind"] != "none":
         progress(f"label noise ({noise['kind']}, rate {noise['rate']}): flipped {flipped} labels")
 
-    set_determinism(seed, config["train"]["threads"])
     device = select_device(config["train"]["device"])
+    strict = device.type == "cpu"
+    set_determinism(seed, config["train"]["threads"], strict)
     progress(f"device: {device}")
     model = build_model(config["model"])
     model.set_normalisation(splits.train.images.mean(), splits.train.images.std())
@@ -117,7 +118,7 @@ def run(config: dict[str, Any], out_dir: str | Path, progress: Progress = _quiet
             "label_noise": {"kind": noise["kind"], "rate": noise["rate"], "flipped": flipped},
         },
         "metrics": metrics,
-        "device": describe_device(device),
+        "device": {**describe_device(device), "deterministic": "strict" if strict else "warn_only"},
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,
         "git_commit": git_commit(),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -190,3 +192,18 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path):
         load_config(cfg)
     assert "epochz" in str(err.value) and "train.lr" in str(err.value)
     assert main(["validate", "--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_cli_ingest_and_split(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: t\n")
+    assert main(["ingest", "--config", str(cfg)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["samples"] == 1797 and out["sha256"] == ingest("sklearn-digits").sha256
+    assert main(["split", "--config", str(cfg), "--output", str(tmp_path / "s")]) == 0
+    sizes = {}
+    for name in ("train", "val", "test"):
+        with np.load(tmp_path / "s" / f"{name}.npz") as npz:
+            sizes[name] = len(npz["labels"])
+            assert npz["images"].dtype == np.float32 and npz["labels"].dtype == np.int64
+    assert sizes == json.loads(capsys.readouterr().out)["sizes"] == {"train": 1167, "val": 270, "test": 360}
