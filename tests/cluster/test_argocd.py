@@ -5,7 +5,7 @@ import importlib.util
 import lupa.lua51
 import pytest
 
-from tests.cluster.conftest import ROOT, load_documents
+from tests.cluster.rendering import ROOT, load_documents
 from tests.cluster.validation import InvalidManifest, validate
 
 LUA_DIR = ROOT / "roles" / "argocd" / "files"

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from tests.cluster.conftest import ENVIRONMENTS, load_documents
+from tests.cluster.rendering import ENVIRONMENTS, load_documents
 from tests.cluster.validation import InvalidManifest, validate
 
 EXPECTED_FILES = {

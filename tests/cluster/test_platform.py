@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from tests.cluster.conftest import ROOT, load_documents
+from tests.cluster.rendering import ROOT, load_documents
 from tests.cluster.validation import InvalidManifest, validate
 
 PLATFORM = ROOT / "deploy" / "platform"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.cluster.conftest import ROOT
+from tests.cluster.rendering import ROOT
 
 
 def run_cluster_playbook(inventory: Path, *extra: str) -> str:
