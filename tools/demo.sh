@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# `make demo`: the whole pipeline on this machine through inventories/local.
+# `make demo`: the whole pipeline on this machine through inventories/local (docs/rollout.md).
+# KEEP=1 leaves Ray, Prometheus and the load generator running; stop them with
+#   ansible-playbook -i inventories/local playbooks/local_down.yml
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -f playbooks/demo.yml ]; then
-  cat >&2 <<'MSG'
-make demo: not built yet.
-It will: train the reference model v1 and put it in production on a local Ray cluster watched by a local
-Prometheus, start synthetic traffic with delayed feedback, roll out v2 (promoted) and v3 (caught at canary and
-rolled back), and print each gate's measured values and decisions.
-MSG
-  exit 3
+root=$(pwd)
+export ANSIBLE_CONFIG="$root/ansible.cfg" PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+demo="$root/runs/local/demo"
+extra=$(printf '{"chiops_registry": "%s/registry", "chiops_reports_dir": "%s/reports", "chiops_keep_running": %s}' \
+  "$demo" "$demo" "$([ "${KEEP:-0}" = 1 ] && echo true || echo false)")
+start=$SECONDS
+status=0
+ansible-playbook -i inventories/local playbooks/demo.yml -e "$extra" || status=$?
+if [ -f "$demo/summary.json" ]; then
+  echo
+  python -c 'import json, sys; print(json.load(open(sys.argv[1]))["table"])' "$demo/summary.json"
 fi
-exec ansible-playbook -i inventories/local playbooks/demo.yml ${KEEP:+-e chiops_keep_running=true}
+[ "$status" -eq 0 ] || { echo "make demo: FAILED (see $demo/)" >&2; exit "$status"; }
+echo "make demo: finished in $((SECONDS - start)) s; summary in runs/local/demo/summary.json, reports in runs/local/demo/"

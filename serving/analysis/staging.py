@@ -1,0 +1,192 @@
+"""Staging checks of a candidate served in the staging app: smoke tests, offline evaluation on the model card's
+test split through the real endpoint, and a short load test against the latency SLO."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from serving.registry import Registry
+
+BATCH = 64
+LOAD_BATCH = 8
+
+
+def _check(name: str, passed: bool, measured: dict, threshold: dict, reason: str) -> dict[str, Any]:
+    return {"name": name, "passed": passed, "measured": measured, "threshold": threshold, "reason": reason}
+
+
+def smoke(client: httpx.Client, url: str, model_version: str, image: list) -> dict[str, Any]:
+    problems = []
+    health = client.get(f"{url}/healthz")
+    if health.status_code != 200 or health.json().get("model_version") != model_version:
+        problems.append(f"/healthz answered {health.status_code} {health.text[:120]}")
+    version = client.get(f"{url}/version")
+    if version.status_code != 200 or version.json().get("model_version") != model_version:
+        problems.append(f"/version answered {version.status_code} {version.text[:120]}")
+    predicted = client.post(f"{url}/predict", json={"images": [image]})
+    prediction_id = None
+    if predicted.status_code != 200:
+        problems.append(f"/predict answered {predicted.status_code} {predicted.text[:120]}")
+    else:
+        prediction_id = predicted.json()["predictions"][0]["prediction_id"]
+    bad = client.post(f"{url}/predict", json={"images": "not images"})
+    if not 400 <= bad.status_code < 500:
+        problems.append(f"/predict with a malformed body answered {bad.status_code}, expected a 4xx")
+    if prediction_id is not None:
+        feedback = client.post(f"{url}/feedback", json={"prediction_id": prediction_id, "label": 0})
+        if feedback.status_code != 200:
+            problems.append(f"/feedback answered {feedback.status_code} {feedback.text[:120]}")
+    return _check(
+        "smoke",
+        not problems,
+        {"problems": len(problems)},
+        {"problems": 0},
+        "; ".join(problems)
+        if problems
+        else "healthz, version, predict, malformed body (4xx) and feedback behave",
+    )
+
+
+def offline_eval(
+    client: httpx.Client,
+    url: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    card_accuracy: float,
+    min_accuracy: float,
+    tolerance: float,
+) -> dict[str, Any]:
+    correct = 0
+    for start in range(0, len(images), BATCH):
+        batch = images[start : start + BATCH]
+        response = client.post(f"{url}/predict", json={"images": batch.tolist()})
+        if response.status_code != 200:
+            return _check(
+                "offline_eval",
+                False,
+                {"status": response.status_code},
+                {"status": 200},
+                f"/predict failed during evaluation: {response.status_code} {response.text[:120]}",
+            )
+        predicted = [p["class"] for p in response.json()["predictions"]]
+        correct += int(np.sum(np.asarray(predicted) == labels[start : start + BATCH]))
+    accuracy = correct / len(labels)
+    measured = {
+        "accuracy": round(accuracy, 4),
+        "card_accuracy": round(card_accuracy, 4),
+        "samples": len(labels),
+    }
+    threshold = {"min_accuracy": min_accuracy, "max_gap_to_card": tolerance}
+    if abs(accuracy - card_accuracy) > tolerance:
+        return _check(
+            "offline_eval",
+            False,
+            measured,
+            threshold,
+            f"served accuracy {accuracy:.4f} differs from the card's {card_accuracy:.4f} by more than "
+            f"{tolerance}: the deployment does not serve the registered model faithfully",
+        )
+    if accuracy < min_accuracy:
+        return _check(
+            "offline_eval",
+            False,
+            measured,
+            threshold,
+            f"accuracy {accuracy:.4f} on the card's test split is below {min_accuracy}",
+        )
+    return _check(
+        "offline_eval",
+        True,
+        measured,
+        threshold,
+        f"accuracy {accuracy:.4f} on {len(labels)} test images matches the card and is >= {min_accuracy}",
+    )
+
+
+def load_test(
+    url: str, images: np.ndarray, seconds: float, concurrency: int, slo_p99_ms: float
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def worker(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        with httpx.Client(timeout=30) as client:
+            while time.monotonic() < deadline:
+                batch = images[rng.integers(0, len(images), LOAD_BATCH)].tolist()
+                started = time.perf_counter()
+                try:
+                    status = client.post(f"{url}/predict", json={"images": batch}).status_code
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                elapsed = (time.perf_counter() - started) * 1000
+                with lock:
+                    if status == 200:
+                        latencies.append(elapsed)
+                    else:
+                        failures.append(str(status))
+
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(worker, range(concurrency)))
+    total = len(latencies) + len(failures)
+    p99 = float(np.percentile(latencies, 99)) if latencies else math.inf
+    measured = {
+        "requests": total,
+        "failed": len(failures),
+        "p99_ms": round(p99, 1),
+        "rps": round(total / seconds, 1),
+    }
+    threshold = {"max_p99_ms": slo_p99_ms, "failed": 0}
+    passed = total > 0 and not failures and p99 <= slo_p99_ms
+    if passed:
+        reason = (
+            f"{total} requests at concurrency {concurrency}: p99 {p99:.1f} ms <= {slo_p99_ms} ms, 0 failed"
+        )
+    elif failures:
+        reason = f"{len(failures)} of {total} requests failed (e.g. {failures[0]})"
+    else:
+        reason = f"p99 {p99:.1f} ms over {total} requests exceeds the SLO of {slo_p99_ms} ms"
+    return _check("load_test", passed, measured, threshold, reason)
+
+
+def run(
+    url: str,
+    registry: Path,
+    model_version: str,
+    slo_p99_ms: float,
+    min_accuracy: float,
+    card_tolerance: float,
+    load_seconds: float,
+    concurrency: int,
+) -> tuple[bool, dict[str, Any]]:
+    reg = Registry(str(registry))
+    images, labels = reg.test_split(model_version)
+    card_accuracy = float(reg.card(model_version)["metrics"]["accuracy"])
+    url = url.rstrip("/")
+    with httpx.Client(timeout=30) as client:
+        checks = [smoke(client, url, model_version, images[0].tolist())]
+        if checks[0]["passed"]:
+            checks.append(
+                offline_eval(client, url, images, labels, card_accuracy, min_accuracy, card_tolerance)
+            )
+        if all(c["passed"] for c in checks):
+            checks.append(load_test(url, images, load_seconds, concurrency, slo_p99_ms))
+    passed = all(c["passed"] for c in checks)
+    record = {
+        "stage": "staging",
+        "model_version": model_version,
+        "passed": passed,
+        "reasons": [f"{c['name']}: {c['reason']}" for c in checks if not c["passed"]],
+        "checks": checks,
+    }
+    return passed, record

@@ -1,0 +1,147 @@
+"""Alert/recording rules (promtool) and the Grafana dashboard of the service."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import textwrap
+
+import pytest
+import yaml
+
+from serving import metric_names as m
+from serving.analysis import monitoring, state
+
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+
+
+def test_committed_files_are_what_the_generator_writes():
+    assert monitoring.RULES_PATH.read_text() == monitoring.render_rules(), (
+        "run python -m serving.analysis.monitoring"
+    )
+    assert monitoring.DASHBOARD_PATH.read_text() == monitoring.render_dashboard()
+
+
+def test_promtool_accepts_the_rules():
+    out = subprocess.run(
+        [PROMTOOL, "check", "rules", str(monitoring.RULES_PATH)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS: 12 rules found" in out.stdout
+
+
+ALERT_TESTS = textwrap.dedent(
+    """
+    rule_files: [{rules}]
+    evaluation_interval: 15s
+    tests:
+      - interval: 15s
+        input_series:
+          - series: 'chiops_lease_seconds_left{{environment="production",lease="chiops-prod"}}'
+            values: '8000-60x40'
+          - series: 'ray_chiops_requests_total{{environment="canary",model_version="v3",route="/predict",status="200"}}'
+            values: '0+60x400'
+          - series: 'ray_chiops_requests_total{{environment="canary",model_version="v3",route="/predict",status="503"}}'
+            values: '0+20x400'
+          - series: 'ray_chiops_requests_total{{environment="production",model_version="v1",route="/predict",status="200"}}'
+            values: '0+60x400'
+          - series: 'ray_chiops_feedback_total{{environment="canary",model_version="v3"}}'
+            values: '0+10x400'
+          - series: 'ray_chiops_feedback_correct_total{{environment="canary",model_version="v3"}}'
+            values: '0+8x400'
+          - series: 'ray_chiops_feedback_total{{environment="production",model_version="v1"}}'
+            values: '0+10x400'
+          - series: 'ray_chiops_feedback_correct_total{{environment="production",model_version="v1"}}'
+            values: '0+10x400'
+        alert_rule_test:
+          - eval_time: 1m
+            alertname: ChiopsLeaseEndingSoon
+            exp_alerts: []
+          - eval_time: 5m
+            alertname: ChiopsLeaseEndingSoon
+            exp_alerts:
+              - exp_labels: {{severity: page, environment: production, lease: chiops-prod}}
+                exp_annotations:
+                  summary: Chameleon lease chiops-prod (production) ends within 2 h
+                  description: '1h 53m 20s left: extend the lease or save the artifacts.'
+          - eval_time: 20m
+            alertname: ChiopsErrorBudgetBurn
+            exp_alerts:
+              - exp_labels: {{severity: page, environment: canary, model_version: v3}}
+                exp_annotations:
+                  summary: canary v3 burns its error budget fast
+                  description: 5xx ratio of /predict is above 14.4x the 99.5% SLO budget over both 5 m and 1 h (now 25%).
+          - eval_time: 40m
+            alertname: ChiopsOnlineAccuracyDrop
+            exp_alerts:
+              - exp_labels: {{severity: ticket, environment: canary, model_version: v3}}
+                exp_annotations:
+                  summary: canary v3 accuracy on feedback dropped
+                  description: Accuracy on ground-truth feedback over 30 m is below 0.9 (now 80%).
+    """
+)
+
+
+def test_alerts_fire_on_the_conditions_they_name(tmp_path):
+    rules = tmp_path / "rules.yml"
+    rules.write_text(monitoring.render_rules())
+    tests = tmp_path / "tests.yml"
+    tests.write_text(ALERT_TESTS.format(rules=rules))
+    out = subprocess.run([PROMTOOL, "test", "rules", str(tests)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def known_metric_names() -> set[str]:
+    exported = {
+        m.REQUESTS_TOTAL,
+        m.PREDICTIONS_TOTAL,
+        m.FEEDBACK_TOTAL,
+        m.FEEDBACK_CORRECT_TOTAL,
+        m.CLIENT_REQUESTS_TOTAL,
+    }
+    for histogram in (m.REQUEST_LATENCY_MS, m.CONFIDENCE, m.CLIENT_LATENCY_SECONDS):
+        exported |= {f"{histogram}_bucket", f"{histogram}_sum", f"{histogram}_count"}
+    recorded = {r["record"] for g in monitoring.rules()["groups"] for r in g["rules"] if "record" in r}
+    return (
+        exported
+        | recorded
+        | {state.METRIC, state.WEIGHT_METRIC, state.TIME_METRIC, monitoring.LEASE_SECONDS_LEFT}
+    )
+
+
+def test_dashboard_parses_and_reads_only_metrics_the_service_exports():
+    board = json.loads(monitoring.DASHBOARD_PATH.read_text())
+    assert board["panels"] and all(p["targets"] for p in board["panels"])
+    names = set()
+    for expr in monitoring.dashboard_exprs(board):
+        found = monitoring.metric_names_in(expr)
+        assert found, f"no metric in {expr!r}"
+        names |= found
+    assert names - known_metric_names() == set()
+    # the dashboard covers every family of the service, the rollout state and the lease
+    assert {
+        m.REQUESTS_TOTAL,
+        m.PREDICTIONS_TOTAL,
+        m.CLIENT_REQUESTS_TOTAL,
+        state.METRIC,
+        monitoring.LEASE_SECONDS_LEFT,
+    } <= names
+
+
+def test_rules_read_only_known_metrics():
+    for group in yaml.safe_load(monitoring.RULES_PATH.read_text())["groups"]:
+        for rule in group["rules"]:
+            assert monitoring.metric_names_in(rule["expr"]) <= known_metric_names(), rule
+
+
+@pytest.mark.parametrize(
+    ("expr", "names"),
+    [
+        ('sum by (le) (rate(a_bucket{x="y"}[5m]))', {"a_bucket"}),
+        ("b:rec:rate5m > 14.4 * 0.005 and c_total offset 5m", {"b:rec:rate5m", "c_total"}),
+        ('histogram_quantile(0.99, sum by (environment, le) (rate(d{route="/p"}[1m])))', {"d"}),
+    ],
+)
+def test_metric_name_extraction(expr, names):
+    assert monitoring.metric_names_in(expr) == names
