@@ -12,7 +12,7 @@ from tests.cluster.rendering import HERE, run_playbook
 def rendered(tmp_path_factory) -> Path:
     """deploy/environments/<env>/ as the rollout would render it (GPU workers, 10% canary), and argocd/."""
     root = tmp_path_factory.mktemp("rendered")
-    run_playbook(HERE / "render_all.yml", "-e", f"render_root={root}", "-e", "gpus=1")
+    run_playbook(HERE / "render_all.yml", "-e", f"render_root={root}", "-e", "render_gpus=1")
     return root
 
 
