@@ -26,13 +26,13 @@ def playbook_env() -> dict[str, str]:
 
 
 def run_playbook(
-    playbook: str, extra: dict, check: bool = True, timeout: float = 900
+    playbook: str, extra: dict, check: bool = True, timeout: float = 900, inventory: Path | None = None
 ) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [
             str(BIN / "ansible-playbook"),
             "-i",
-            str(ROOT / "inventories" / "local"),
+            str(inventory or ROOT / "inventories" / "local"),
             str(ROOT / "playbooks" / playbook),
             "-e",
             json.dumps(extra),

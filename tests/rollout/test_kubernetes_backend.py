@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.rollout.platform import ROOT, playbook_env
+from tests.rollout.platform import ROOT, run_playbook
 from tests.serving.registry_fixture import write_registry
 
 pytestmark = [pytest.mark.slow]
@@ -64,22 +64,7 @@ def test_render_and_commit_walks_the_environments(setup):
         "chiops_reports_dir": str(tmp_path / "reports"),
         "canary_weight": 0.1,
     }
-    proc = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            str(inventory),
-            str(ROOT / "playbooks" / "rollout.yml"),
-            "-e",
-            json.dumps(extra),
-        ],
-        cwd=ROOT,
-        env=playbook_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    run_playbook("rollout.yml", extra, timeout=600, inventory=inventory)
 
     log = git(repo, "log", "--format=%s", "--reverse").splitlines()[1:]
     assert log == [
