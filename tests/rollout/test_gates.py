@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serving.analysis import gates, stats
-from serving.analysis.gates import Side, Thresholds
+from rollout import gates, stats
+from rollout.gates import Side, Thresholds
 
 CLASSES = [str(c) for c in range(10)]
 

@@ -2,7 +2,7 @@
 
 One local platform (playbooks/local_platform.yml on ports of this test) serves production v1; a load generator
 sends real test-split images with delayed feedback to the public route; each candidate in turn gets half of it
-as the canary, and after the window the gates of serving.analysis decide. A good candidate must be promoted; one
+as the canary, and after the window the gates of rollout decide. A good candidate must be promoted; one
 that errors, one that is slow and one that is inaccurate must each be rejected by the gate that measures its
 fault. False promotion fails the test.
 """
@@ -17,8 +17,8 @@ import pytest
 from prometheus_client import start_http_server
 
 from chi_scripts.metrics import write_lease_metric
-from serving.analysis import gates, measure, monitoring
-from serving.analysis.prometheus import Prometheus
+from rollout import gates, measure, monitoring
+from rollout.prometheus import Prometheus
 from serving.loadgen import ClientMetrics, LoadGenerator
 from serving.registry import Registry
 from tests.rollout import bad_models
@@ -148,7 +148,7 @@ def test_dashboard_and_rule_metrics_exist_in_the_live_prometheus(platform, traff
     write_lease_metric(
         f"{platform['chiops_run_dir']}/textfile/lease.prom", ["production"], "chiops-prod", 3600
     )
-    from serving.analysis import state
+    from rollout import state
 
     state.write(
         __import__("pathlib").Path(f"{platform['chiops_run_dir']}/textfile/rollout.prom"), "v2", "canary", 0.5

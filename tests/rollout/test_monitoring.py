@@ -11,14 +11,14 @@ import pytest
 import yaml
 
 from serving import metric_names as m
-from serving.analysis import monitoring, state
+from rollout import monitoring, state
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
 def test_committed_files_are_what_the_generator_writes():
     assert monitoring.RULES_PATH.read_text() == monitoring.render_rules(), (
-        "run python -m serving.analysis.monitoring"
+        "run python -m rollout.monitoring"
     )
     assert monitoring.DASHBOARD_PATH.read_text() == monitoring.render_dashboard()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from serving.analysis import queries
-from serving.analysis.gates import Side
-from serving.analysis.prometheus import Prometheus
+from rollout import queries
+from rollout.gates import Side
+from rollout.prometheus import Prometheus
 
 
 def measure(prom: Prometheus, environment: str, model_version: str, window: str, at: float) -> Side:

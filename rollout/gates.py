@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from serving.analysis import stats
+from rollout import stats
 
 
 @dataclasses.dataclass(frozen=True)

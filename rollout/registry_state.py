@@ -16,7 +16,7 @@ def state(root: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m serving.analysis.registry_state", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m rollout.registry_state", description=__doc__)
     p.add_argument("--registry", required=True)
     print(json.dumps(state(p.parse_args(argv).registry)))
     return 0

@@ -1,4 +1,4 @@
-"""`python -m serving.analysis <command>`: the gate steps the rollout playbooks call (both backends)."""
+"""`python -m rollout <command>`: the gate steps the rollout playbooks call (both backends)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from serving.analysis import gates, measure, report, state
-from serving.analysis.prometheus import Prometheus, PrometheusError
+from rollout import gates, measure, report, state
+from rollout.prometheus import Prometheus, PrometheusError
 
 EXIT_GATE_FAILED = 2
 
@@ -113,7 +113,7 @@ def cmd_state(args: argparse.Namespace) -> int:
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:
-    from serving.analysis import textfile_exporter
+    from rollout import textfile_exporter
 
     host, _, port = args.listen.rpartition(":")
     textfile_exporter.serve(Path(args.dir), host, int(port))
@@ -121,7 +121,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
 
 
 def cmd_staging(args: argparse.Namespace) -> int:
-    from serving.analysis import staging
+    from rollout import staging
 
     passed, record = staging.run(
         url=args.url,
@@ -144,7 +144,7 @@ def cmd_staging(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m serving.analysis", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m rollout", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     def sides(s: argparse.ArgumentParser) -> None:
