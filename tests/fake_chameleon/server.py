@@ -133,8 +133,9 @@ class FakeChameleon:
     def tick(self):
         """Advance every state machine to the clock's time (also done on each request)."""
         with self.lock:
-            self.reservation.tick()
+            # Servers first: a lease that is TERMINATING ends as soon as its last server is gone.
             self.compute.tick()
+            self.reservation.tick()
             self.state.ssh.set_mode(self.config.ssh_mode)
 
     def advance(self, seconds: float):
