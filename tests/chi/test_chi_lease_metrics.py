@@ -74,3 +74,50 @@ def test_refresher_needs_a_metrics_file(fake, make_inventory):
     )  # fmt: skip
     assert out.returncode == 2 and "--every needs --metrics-file" in out.stderr
     assert fake.request_total() == 0
+
+
+def test_timer_role_writes_units_whose_command_exports_the_lease(fake, make_inventory, tmp_path):
+    """playbooks/lease_metrics.yml on this machine (systemd is not running here, so the timer is written and
+    verified, not started); then the service's ExecStart, run exactly as written with its EnvironmentFile."""
+    inv = make_inventory()
+    chi_scripts.reserve(inv)
+    units, textfile = tmp_path / "units", tmp_path / "textfile"
+    units.mkdir()
+    credentials = tmp_path / "openstack.env"
+    credentials.write_text("".join(f"{k}={v}\n" for k, v in fake.env().items()))
+    credentials.chmod(0o600)
+    bindir = Path(sys.executable).parent
+    play = subprocess.run(
+        [bindir / "ansible-playbook", "-i", inv, REPO / "playbooks" / "lease_metrics.yml",
+         "-e", f"lease_metrics_unit_dir={units} lease_metrics_textfile_dir={textfile}",
+         "-e", f"lease_metrics_credentials_file={credentials} lease_metrics_manage_service=false ansible_become=false"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(tmp_path), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+             "ANSIBLE_LOCAL_TEMP": str(tmp_path / ".ansible")},
+    )  # fmt: skip
+    assert play.returncode == 0, play.stdout + play.stderr
+    service, timer = (
+        units / "chiops-lease-metrics-staging.service",
+        units / "chiops-lease-metrics-staging.timer",
+    )
+    verify = subprocess.run(["systemd-analyze", "verify", service, timer], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "OnUnitActiveSec=5min" in timer.read_text()
+    fields = dict(line.split("=", 1) for line in service.read_text().splitlines() if "=" in line)
+    assert fields["EnvironmentFile"] == str(credentials) and "LEAKCHECK" not in service.read_text()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        fields["Environment"].split("=", 1)[0]: fields["Environment"].split("=", 1)[1],
+    }
+    env |= dict(line.split("=", 1) for line in credentials.read_text().splitlines())
+    ran = subprocess.run(
+        fields["ExecStart"].split(),
+        cwd=fields["WorkingDirectory"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert _sample(textfile / "chiops_lease_staging.prom") is not None
