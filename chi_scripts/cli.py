@@ -44,7 +44,15 @@ def parser() -> argparse.ArgumentParser:
     )
     s = command("status", "lease state and time left, servers, addresses, SSH reachability")
     s.add_argument(
-        "--metrics-file", metavar="PATH", help="also write chiops_lease_seconds_left (Prometheus text)"
+        "--metrics-file",
+        metavar="PATH",
+        help="also write chiops_lease_end_timestamp_seconds (Prometheus text, for a textfile collector)",
+    )
+    s.add_argument(
+        "--every",
+        metavar="DURATION",
+        help="with --metrics-file: repeat every DURATION (e.g. 5m) until stopped - the lease-end refresher "
+        "where no systemd timer or CronJob runs it",
     )
     e = command("extend", "prolong the lease (Blazar lease update)")
     e.add_argument("--by", required=True, metavar="DURATION", help="how much longer, e.g. 1d, 12h, 90m")
@@ -60,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "reserve":
             operations.reserve(args.inventory, keep_on_failure=args.keep_on_failure)
+        elif args.command == "status" and args.every:
+            return _refresh(args)
         elif args.command == "status":
             operations.status(args.inventory, metrics_file=args.metrics_file)
         elif args.command == "extend":
@@ -81,6 +91,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _refresh(args) -> int:
+    """`status --every`: rewrite the metrics file forever. A failed round (Chameleon unreachable, a token
+    that expired) is reported and retried next round; the file keeps the last end it knew, so the alert
+    still fires on time. A bad spec or option stops it (exit 2)."""
+    import time
+
+    from chi_scripts import operations
+    from chi_scripts.spec import parse_seconds
+
+    if not args.metrics_file:
+        raise SpecError("--every needs --metrics-file (it refreshes that file)")
+    interval = parse_seconds(args.every, "--every")
+    while True:
+        try:
+            operations.status(args.inventory, metrics_file=args.metrics_file)
+        except SpecError:
+            raise
+        except Exception as e:  # CloudError or a client's own: the next round may succeed
+            print(f"error: {e} (retrying in {args.every})", file=sys.stderr, flush=True)
+        time.sleep(interval)
 
 
 if __name__ == "__main__":

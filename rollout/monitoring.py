@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RULES_PATH = ROOT / "monitoring" / "chiops-rules.yml"
 DASHBOARD_PATH = ROOT / "monitoring" / "chiops-dashboard.json"
 
-# chi_scripts `status --metrics-file` (docs/contracts.md).
-LEASE_SECONDS_LEFT = "chiops_lease_seconds_left"
+# chi_scripts `status --metrics-file` (docs/chi_scripts.md): the lease's end; the alert subtracts time().
+LEASE_END = "chiops_lease_end_timestamp_seconds"
 
 # Service-level objectives the alerts burn against.
 ERROR_SLO = 0.995  # 99.5 % of /predict answers are not 5xx
@@ -115,7 +115,7 @@ def rules() -> dict:
         },
         {
             "alert": "ChiopsLeaseEndingSoon",
-            "expr": f"{LEASE_SECONDS_LEFT} < {LEASE_ALERT_SECONDS}",
+            "expr": f"{LEASE_END} - time() < {LEASE_ALERT_SECONDS}",
             "labels": {"severity": "page"},
             "annotations": {
                 "summary": "Chameleon lease {{ $labels.lease }} ({{ $labels.environment }}) ends within 2 h",
@@ -201,7 +201,7 @@ def dashboard() -> dict:
             [(f"histogram_quantile(0.99, sum by (le) (rate({m.CLIENT_LATENCY_SECONDS}_bucket[1m])))", "p99")],
             "s",
         ),
-        ("Chameleon lease time left", [(LEASE_SECONDS_LEFT, "{{environment}} {{lease}}")], "s"),
+        ("Chameleon lease time left", [(f"{LEASE_END} - time()", "{{environment}} {{lease}}")], "s"),
     ]
     panels = [_panel(i + 1, t, e, u, 12 * (i % 2), 8 * (i // 2)) for i, (t, e, u) in enumerate(specs)]
     return {

@@ -36,8 +36,9 @@ ALERT_TESTS = textwrap.dedent(
     tests:
       - interval: 15s
         input_series:
-          - series: 'chiops_lease_seconds_left{{environment="production",lease="chiops-prod"}}'
-            values: '8000-60x40'
+          # The lease's end, never rewritten: the alert must fire from Prometheus' clock alone.
+          - series: 'chiops_lease_end_timestamp_seconds{{environment="production",lease="chiops-prod"}}'
+            values: '7500x40'
           - series: 'ray_chiops_requests_total{{environment="canary",model_version="v3",route="/predict",status="200"}}'
             values: '0+60x400'
           - series: 'ray_chiops_requests_total{{environment="canary",model_version="v3",route="/predict",status="503"}}'
@@ -53,16 +54,16 @@ ALERT_TESTS = textwrap.dedent(
           - series: 'ray_chiops_feedback_correct_total{{environment="production",model_version="v1"}}'
             values: '0+10x400'
         alert_rule_test:
-          - eval_time: 1m
+          - eval_time: 4m
             alertname: ChiopsLeaseEndingSoon
             exp_alerts: []
-          - eval_time: 5m
+          - eval_time: 6m
             alertname: ChiopsLeaseEndingSoon
             exp_alerts:
               - exp_labels: {{severity: page, environment: production, lease: chiops-prod}}
                 exp_annotations:
                   summary: Chameleon lease chiops-prod (production) ends within 2 h
-                  description: '1h 53m 20s left: extend the lease or save the artifacts.'
+                  description: '1h 59m 0s left: extend the lease or save the artifacts.'
           - eval_time: 20m
             alertname: ChiopsErrorBudgetBurn
             exp_alerts:
@@ -104,7 +105,7 @@ def known_metric_names() -> set[str]:
     return (
         exported
         | recorded
-        | {state.METRIC, state.WEIGHT_METRIC, state.TIME_METRIC, monitoring.LEASE_SECONDS_LEFT}
+        | {state.METRIC, state.WEIGHT_METRIC, state.TIME_METRIC, monitoring.LEASE_END}
     )
 
 
@@ -123,7 +124,7 @@ def test_dashboard_parses_and_reads_only_metrics_the_service_exports():
         m.PREDICTIONS_TOTAL,
         m.CLIENT_REQUESTS_TOTAL,
         state.METRIC,
-        monitoring.LEASE_SECONDS_LEFT,
+        monitoring.LEASE_END,
     } <= names
 
 
