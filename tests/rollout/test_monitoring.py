@@ -102,11 +102,7 @@ def known_metric_names() -> set[str]:
     for histogram in (m.REQUEST_LATENCY_MS, m.CONFIDENCE, m.CLIENT_LATENCY_SECONDS):
         exported |= {f"{histogram}_bucket", f"{histogram}_sum", f"{histogram}_count"}
     recorded = {r["record"] for g in monitoring.rules()["groups"] for r in g["rules"] if "record" in r}
-    return (
-        exported
-        | recorded
-        | {state.METRIC, state.WEIGHT_METRIC, state.TIME_METRIC, monitoring.LEASE_END}
-    )
+    return exported | recorded | {state.METRIC, state.WEIGHT_METRIC, state.TIME_METRIC, monitoring.LEASE_END}
 
 
 def test_dashboard_parses_and_reads_only_metrics_the_service_exports():
