@@ -8,7 +8,7 @@ accuracy) and a feedback `feedback_delay_s` later. Prometheus sees the counters 
 bucketed exactly like the service's histogram (serving/metric_names.LATENCY_BOUNDARIES_MS, `le` inclusive).
 
 The engine decides at `window_s`, then every `step_s` while the verdict is inconclusive, and rolls back when it is
-still inconclusive at `max_window_s`. Beyond that cap the simulation keeps looking (every 60 s, up to
+still inconclusive at `max_window_s`. Beyond that cap the simulation keeps looking (every 120 s, up to
 `horizon_s`) only to report how much evidence a verdict would have needed.
 
     PYTHONPATH=. python bench/bench_gates.py [--trials 1000] [--seed 1]
@@ -50,8 +50,8 @@ class Traffic:
     window_s: float = 90.0
     step_s: float = 15.0
     max_window_s: float = 240.0
-    horizon_s: float = 3600.0
-    horizon_step_s: float = 60.0
+    horizon_s: float = 1800.0
+    horizon_step_s: float = 120.0
 
     def looks(self) -> list[float]:
         times, t = [], self.window_s

@@ -10,6 +10,7 @@ calls them hundreds of thousands of times.
 
 from __future__ import annotations
 
+import functools
 import math
 from statistics import NormalDist
 
@@ -24,34 +25,66 @@ def z_for(alpha: float) -> float:
     return NormalDist().inv_cdf(1 - alpha)
 
 
-def wilson_bounds(successes: float, n: float, z: float) -> tuple[float, float]:
-    """(lower, upper) one-sided bounds of a proportion, Wilson score interval with continuity correction.
+# Up to this many events (or non-events) the bounds are exact; beyond it the score interval is accurate.
+EXACT_BELOW = 25
 
-    Each bound alone holds with one-sided confidence Phi(z) (Newcombe 1998, method 4). n = 0 says nothing: (0, 1).
+
+def _binomial_cdf(k: int, n: float, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), k small (the sum runs over k + 1 terms; n may be fractional)."""
+    if p <= 0:
+        return 1.0
+    if p >= 1:
+        return 0.0 if k < n else 1.0
+    log_term = n * math.log1p(-p)
+    odds = p / (1 - p)
+    total, term = 0.0, math.exp(log_term)
+    for i in range(k + 1):
+        total += term
+        term *= (n - i) / (i + 1) * odds
+    return min(1.0, total)
+
+
+def _solve(f, target: float, decreasing: bool) -> float:
+    """The p in [0, 1] where the monotone f(p) crosses target, by bisection (45 halvings: 3e-14)."""
+    low, high = 0.0, 1.0
+    for _ in range(45):
+        mid = (low + high) / 2
+        if (f(mid) > target) == decreasing:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _exact_bounds(k: int, n: float, alpha: float) -> tuple[float, float]:
+    """Clopper-Pearson one-sided bounds for k events in n, each holding with confidence 1 - alpha."""
+    lower = 0.0 if k <= 0 else _solve(lambda p: 1 - _binomial_cdf(k - 1, n, p), alpha, decreasing=False)
+    upper = 1.0 if k >= n else _solve(lambda p: _binomial_cdf(k, n, p), alpha, decreasing=True)
+    return lower, upper
+
+
+def wilson_bounds(successes: float, n: float, z: float) -> tuple[float, float]:
+    """(lower, upper) one-sided bounds of a proportion, each holding with confidence Phi(z).
+
+    Exact (Clopper-Pearson) when fewer than EXACT_BELOW events or non-events were seen, where the score interval
+    is too optimistic (its lower bound lies above p far more often than alpha at one event in thousands);
+    otherwise the Wilson score interval with continuity correction (Newcombe 1998, method 4). n = 0: (0, 1).
     """
     if n <= 0:
         return 0.0, 1.0
     k = min(max(successes, 0.0), n)
+    if k < EXACT_BELOW:
+        return _exact_bounds(round(k), n, 1 - NormalDist().cdf(z))
+    if n - k < EXACT_BELOW:
+        low, high = _exact_bounds(round(n - k), n, 1 - NormalDist().cdf(z))
+        return 1 - high, 1 - low
     p = k / n
     z2 = z * z
     denominator = 2 * (n + z2)
-    # At a zero count the exact (Clopper-Pearson) bound has a closed form and is much tighter: use it there.
-    exact_edge = 1 - (1 - NormalDist().cdf(z)) ** (1 / n)
-    if k <= 0:
-        lower = 0.0
-    elif k >= n:
-        lower = 1 - exact_edge
-    else:
-        lower = (2 * n * p + z2 - 1 - z * math.sqrt(max(0.0, z2 - 2 - 1 / n + 4 * p * (n * (1 - p) + 1))))
-        lower = max(0.0, lower / denominator)
-    if k >= n:
-        upper = 1.0
-    elif k <= 0:
-        upper = exact_edge
-    else:
-        upper = (2 * n * p + z2 + 1 + z * math.sqrt(max(0.0, z2 + 2 - 1 / n + 4 * p * (n * (1 - p) - 1))))
-        upper = min(1.0, upper / denominator)
-    return lower, upper
+    lower = 2 * n * p + z2 - 1 - z * math.sqrt(max(0.0, z2 - 2 - 1 / n + 4 * p * (n * (1 - p) + 1)))
+    upper = 2 * n * p + z2 + 1 + z * math.sqrt(max(0.0, z2 + 2 - 1 / n + 4 * p * (n * (1 - p) - 1)))
+    return max(0.0, lower / denominator), min(1.0, upper / denominator)
 
 
 def proportion_diff_bounds(
