@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench import bench_gates
-from rollout import gates, stats
+from rollout import gates, staging, stats
 from rollout.gates import Side, Thresholds
 from serving.metric_names import LATENCY_BOUNDARIES_MS
 
@@ -354,3 +354,29 @@ def test_simulator_trial_reaches_the_verdicts_the_demo_needs():
     assert verdict == "pass" and when <= bench_gates.DEMO.max_window_s
     looks = bench_gates.DEMO.looks()
     assert looks[0] == 60 and looks[1] == 75 and 240 in looks and looks[-1] <= bench_gates.DEMO.horizon_s
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "tolerance", "passed"),
+    [
+        (0.9861, 0.9861, 0.01, True),
+        (0.9800, 0.9861, 0.01, True),
+        (0.9750, 0.9861, 0.01, False),
+        # The demo's noisy-label v3 against v2: 13-14 points below production.
+        (0.8556, 1.0, 0.01, False),
+        (0.8556, 1.0, 0.2, True),
+        (1.0, 0.9861, 0.0, True),
+    ],
+)
+def test_champion_challenger_on_one_split(candidate, champion, tolerance, passed):
+    check = staging.champion_verdict("v3", candidate, "v2", champion, 360, tolerance)
+    assert check["passed"] is passed, check["reason"]
+    assert check["threshold"] == {"max_drop_to_champion": tolerance}
+
+
+def test_champion_check_refuses_without_production_url():
+    import httpx
+
+    with httpx.Client() as client:
+        check = staging.champion_check(client, None, "v1", "v2", 0.99, np.zeros((1, 8, 8)), np.zeros(1), 0.01)
+    assert not check["passed"] and "no production URL" in check["reason"]
