@@ -183,7 +183,9 @@ def cases() -> list[Case]:
                 "pass<=0.05",
             ),
         ]
+    no_5xx = dataclasses.replace(BASE, error_rate=0.0)
     out += [
+        Case("identical, no 5xx (weight 0.1)", no_5xx, no_5xx, DEFAULT, "fail<=0.02"),
         Case("demo v2 (1.000) vs v1 (0.986), no 5xx", DEMO_V2, DEMO_V1, DEMO, "pass>=0.95"),
         Case("demo v3 (0.856) vs v2 (1.000), no 5xx", DEMO_V3, DEMO_V2, DEMO, "fail>=0.95"),
     ]
@@ -251,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trials", type=int, default=1000)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--only", default="", help="run only the cases whose name contains this")
     args = p.parse_args(argv)
     if args.trials < 1:
         print("--trials must be >= 1", file=sys.stderr)
@@ -260,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"default traffic: {DEFAULT}\ndemo traffic: {DEMO}\nbase model: {BASE}\n")
     results = []
     for i, case in enumerate(cases()):
+        if args.only not in case.name:
+            continue
         started = time.monotonic()
         results.append(run_case(case, args.trials, args.seed + i, t))
         print(f"  {case.name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
