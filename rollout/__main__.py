@@ -79,21 +79,23 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_evidence(args: argparse.Namespace) -> int:
-    """Extend the window until the candidate has the minimum samples every gate needs, or the maximum passes."""
+    """Extend the window while the gates' verdict is inconclusive, up to the maximum (then the canary step rejects)."""
     thresholds = _thresholds(args)
     with Prometheus(args.prometheus) as prom:
         while True:
             now = time.time()
             window = _window(args, now)
             side = measure.measure(prom, args.candidate_env, args.candidate_version, window, now)
-            enough = side.requests >= thresholds.min_requests and side.feedback >= thresholds.min_feedback
+            stable = measure.measure(prom, args.stable_env, args.stable_version, window, now)
+            decision = gates.decide(side, stable, thresholds)
+            still_open = [g.name for g in decision.gates if g.verdict == "inconclusive"]
             print(
-                f"{window}: {side.requests:.0f}/{thresholds.min_requests} requests, "
-                f"{side.feedback:.0f}/{thresholds.min_feedback} feedback",
+                f"{window}: {decision.verdict}; {side.requests:.0f} requests, {side.feedback:.0f} feedback"
+                + (f"; waiting on {', '.join(still_open)}" if decision.verdict == "inconclusive" else ""),
                 flush=True,
             )
-            if enough or now - args.window_start >= args.max_seconds:
-                return 0  # with too little evidence the gates themselves reject
+            if decision.verdict != "inconclusive" or now - args.window_start >= args.max_seconds:
+                return 0  # the canary step takes the decision (inconclusive at the cap rejects)
             time.sleep(5)
 
 
@@ -132,6 +134,8 @@ def cmd_staging(args: argparse.Namespace) -> int:
         card_tolerance=args.card_tolerance,
         load_seconds=args.load_seconds,
         concurrency=args.concurrency,
+        champion_url=args.champion_url or None,
+        champion_tolerance=args.champion_tolerance,
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
@@ -180,11 +184,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--card-tolerance", type=float, default=0.01)
     s.add_argument("--load-seconds", type=float, default=10)
     s.add_argument("--concurrency", type=int, default=4)
+    s.add_argument("--champion-url", default="", help="production's base URL, to score it on the same split")
+    s.add_argument(
+        "--champion-tolerance", type=float, default=0.01, help="allowed accuracy drop vs production"
+    )
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_staging)
 
-    ev = sub.add_parser("evidence", help="extend the window until the gates have their minimum samples")
+    ev = sub.add_parser("evidence", help="extend the window while the gates' verdict is inconclusive")
     sides(ev)
+    ev.add_argument("--stable-env", default="production")
+    ev.add_argument("--stable-version", required=True)
     ev.add_argument("--window-start", type=float, required=True)
     ev.add_argument("--max-seconds", type=float, required=True, help="longest window, counted from its start")
     ev.add_argument("--thresholds", default="")
