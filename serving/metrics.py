@@ -55,9 +55,12 @@ class ServiceMetrics:
             **extra,
         }
 
-    def request(self, model_version: str, route: str, status: int, latency_ms: float) -> None:
-        self.requests.inc(1, tags=self._tags(model_version, route=route, status=str(status)))
-        self.latency.observe(latency_ms, tags=self._tags(model_version, route=route))
+    def request(
+        self, model_version: str, route: str, status: int, latency_ms: float, environment: str | None = None
+    ) -> None:
+        """``environment`` overrides this replica's own, e.g. the router counting a canary call that failed."""
+        self.requests.inc(1, tags=self._tags(model_version, environment, route=route, status=str(status)))
+        self.latency.observe(latency_ms, tags=self._tags(model_version, environment, route=route))
 
     def predicted(self, model_version: str, classes: list[int], confidences: list[float]) -> None:
         counts: dict[int, int] = {}
