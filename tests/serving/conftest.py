@@ -5,7 +5,7 @@ import os
 import pytest
 
 from serving.tokens import ensure_key_file
-from tests.serving.live import ROOT, Service, free_port
+from tests.serving.live import ROOT, Service, free_port, start_local_ray
 from tests.serving.registry_fixture import write_registry
 
 
@@ -26,8 +26,7 @@ def service(registry_root, tmp_path_factory):
     old_pythonpath = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, old_pythonpath) if p)
     svc = Service(registry_root, key_file, free_port(), free_port())
-    ray.init(
-        address="local",
+    start_local_ray(
         num_cpus=4,
         include_dashboard=False,
         _metrics_export_port=svc.metrics_port,
