@@ -26,7 +26,7 @@ class ModelEndpoint:
         model_version: str,
         limits: Limits,
         signer: TokenSigner,
-        metrics: ServiceMetrics,
+        metrics: ServiceMetrics,  # counted under ``environment`` whichever replica's metrics these are
         predict: Predict,
         info: Info,
     ):
@@ -64,20 +64,23 @@ class ModelEndpoint:
                 status, payload = 503, {"error": f"model unavailable ({type(exc).__name__}); retry later"}
             else:
                 version = result["model_version"]
-                self._metrics.predicted(version, result["classes"], result["confidences"])
+                self._metrics.predicted(version, result["classes"], result["confidences"], self.environment)
                 status, payload = 200, self._payload(version, result["classes"], result["confidences"])
-        self._metrics.request(version, "/predict", status, (time.perf_counter() - started) * 1000)
+        self._metrics.request(
+            version, "/predict", status, (time.perf_counter() - started) * 1000, self.environment
+        )
         return status, payload
 
     async def feedback(self, body: bytes) -> tuple[int, dict]:
         started = time.perf_counter()
         status, payload = handle_feedback(body, self.limits, self._signer, self._metrics)
-        self._metrics.request(self.version, "/feedback", status, (time.perf_counter() - started) * 1000)
+        latency_ms = (time.perf_counter() - started) * 1000
+        self._metrics.request(self.version, "/feedback", status, latency_ms, self.environment)
         return status, payload
 
     def refused(self, route: str, status: int) -> None:
         """Count a request refused before it reached predict/feedback (e.g. a body over the limit)."""
-        self._metrics.request(self.version, route, status, 0.0)
+        self._metrics.request(self.version, route, status, 0.0, self.environment)
 
     async def info(self) -> dict:
         return {"environment": self.environment, **await self._info()}

@@ -71,7 +71,7 @@ class PublicRouter:
                 stable_model["version"],
                 self._limits,
                 self._signer,
-                ServiceMetrics(stable_app),
+                self._metrics,  # one set of Ray metrics per replica; the endpoint labels them production
                 predict,
                 info,
             )
