@@ -161,7 +161,7 @@ IMAGES = st.lists(
 )
 
 
-@settings(max_examples=400, deadline=None, database=None)
+@settings(max_examples=150, deadline=None, database=None)
 @given(
     images=st.one_of(
         IMAGES,
