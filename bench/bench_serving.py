@@ -110,10 +110,12 @@ def cpu_per_request(before: dict, after: dict, requests: int) -> dict:
     }
 
 
-def first_predict(url: str, body: str, started: float, timeout_s: float = 300) -> float:
-    """Seconds from ``started`` to the first 200 from POST url."""
+def first_predict(url: str, body: str, started: float, proc, timeout_s: float = 400) -> float:
+    """Seconds from ``started`` to the first 200 from POST url (the server process ``proc`` must stay up)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server for {url} exited with {proc.returncode} before answering")
         try:
             r = httpx.post(url, content=body, timeout=5, headers={"content-type": "application/json"})
             if r.status_code == 200:
@@ -224,9 +226,9 @@ def serve_chiops(registry: str, version: str, layout: str, http_port: int, key_f
     from ray import serve
 
     from serving.config import Tuning, build_serve_config
-    from serving.deploy import deploy, wait_running
+    from serving.deploy import deploy, init_local_ray, wait_running
 
-    ray.init(address="local", include_dashboard=False, num_cpus=4, log_to_driver=False, logging_level="ERROR")
+    init_local_ray(include_dashboard=False, num_cpus=4, log_to_driver=False, logging_level="ERROR")
     try:
         cfg = build_serve_config(
             registry,
@@ -298,7 +300,7 @@ def start_plain(registry, version, env, body):
         env=env,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/predict"
-    cold = first_predict(url, body, started)
+    cold = first_predict(url, body, started, proc)
     log(f"plain server ({version}): first /predict after {cold} s")
     return proc, url, cold
 
@@ -314,7 +316,7 @@ def bench_layout(layout, registry, version, bodies, body, env, key_file, plain, 
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}/predict"  # the public route
-        cold = first_predict(url, body, started)
+        cold = first_predict(url, body, started, proc)
         log(f"ChiOps {layout}: first /predict after {cold} s")
         if not proc.stdout.readline():
             raise RuntimeError(f"ChiOps service ({layout}) did not start")

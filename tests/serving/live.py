@@ -13,32 +13,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ENVIRONMENTS = ["canary", "production"]
 
 
-def start_local_ray(attempts: int = 5, **options) -> None:
-    """ray.init(address="local") that tries again when the node does not come up in time.
-
-    On a loaded machine Ray's dashboard agent can take longer to start than the raylet waits for it (the raylet
-    then exits: "The current node timed out during startup"); that is Ray's start-up race, not the service.
-    """
-    import psutil
-    import ray
-
-    me = psutil.Process()
-    for attempt in range(1, attempts + 1):
-        before = {p.pid for p in me.children(recursive=True)}
-        try:
-            ray.init(address="local", **options)
-            return
-        except Exception as exc:  # Ray raises a bare Exception for this
-            if "timed out during startup" not in str(exc) or attempt == attempts:
-                raise
-            print(f"Ray did not start (attempt {attempt}/{attempts}): {exc}; trying again")
-            ray.shutdown()
-            # the failed attempt's GCS and agents outlive it: stop exactly the processes it started
-            for proc in me.children(recursive=True):
-                if proc.pid not in before:
-                    proc.kill()
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
