@@ -11,7 +11,6 @@ import json
 import os
 import sys
 
-import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -19,7 +18,7 @@ from fastapi.responses import Response
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from serving.predictor import Predictor
-from serving.schema import BadRequest, Limits, parse_json, validate_predict
+from serving.schema import BadRequest, Limits, parse_predict
 from serving.tokens import TokenSigner, load_key
 
 
@@ -32,10 +31,10 @@ def build(registry: str, version: str) -> FastAPI:
     @app.post("/predict")
     async def predict(request: Request):
         try:
-            images = validate_predict(parse_json(await request.body(), limits), limits)
+            images = parse_predict(await request.body(), limits)
         except BadRequest as exc:
             return Response(json.dumps({"error": exc.message}), exc.status, media_type="application/json")
-        classes, confidences = predictor.predict(np.asarray(images, dtype=np.float32))
+        classes, confidences = predictor.predict(images)
         payload = {
             "environment": "plain",
             "model_version": predictor.version,

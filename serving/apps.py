@@ -13,6 +13,19 @@ def _required(args: dict, key: str, what: str) -> Any:
     return args[key]
 
 
+LIMIT_KEYS = ("max_body_bytes", "max_batch", "token_max_age_s")
+
+
+def _model_settings(args: dict, version: str, what: str) -> dict:
+    return {
+        "registry": _required(args, "registry", what),
+        "version": version,
+        "max_batch_size": int(args.get("max_batch_size", 16)),
+        "batch_wait_timeout_s": float(args.get("batch_wait_timeout_s", 0.002)),
+        "threads": int(args.get("torch_threads", 1)),
+    }
+
+
 def environment_app(args: dict):
     """One environment: EnvironmentIngress (HTTP, torch-free) → Classifier (the model, @serve.batch).
 
@@ -23,14 +36,8 @@ def environment_app(args: dict):
 
     environment = _required(args, "environment", "environment")
     version = _required(args, "model_version", "environment")
-    model = {
-        "registry": _required(args, "registry", "environment"),
-        "version": version,
-        "max_batch_size": int(args.get("max_batch_size", 16)),
-        "batch_wait_timeout_s": float(args.get("batch_wait_timeout_s", 0.002)),
-        "threads": int(args.get("torch_threads", 1)),
-    }
-    options = {k: args[k] for k in ("max_body_bytes", "max_batch", "token_max_age_s") if k in args}
+    model = _model_settings(args, version, "environment")
+    options = {k: args[k] for k in LIMIT_KEYS if k in args}
     if args.get("fused"):
         # One deployment: the ingress runs the model itself (see docs/serving.md, "Performance").
         return EnvironmentIngress.bind(
@@ -42,11 +49,18 @@ def environment_app(args: dict):
 
 
 def public_app(args: dict):
-    """The torch-free router at ``/``; the canary weight comes from the Router's user_config."""
+    """The router at ``/``; the canary weight comes from the Router's user_config.
+
+    Torch-free unless ``stable_version`` is given: then the router runs that production model itself.
+    """
     from serving.router import PublicRouter
 
+    stable = args.get("stable_version")
     return PublicRouter.bind(
         stable_app=args.get("stable_app", "production"),
         canary_app=args.get("canary_app"),
-        **{k: args[k] for k in ("max_body_bytes", "max_batch", "token_max_age_s") if k in args},
+        canary_version=args.get("canary_version"),
+        canary_timeout_s=float(args.get("canary_timeout_s", 10.0)),
+        stable_model=_model_settings(args, stable, "public") if stable else None,
+        **{k: args[k] for k in LIMIT_KEYS if k in args},
     )

@@ -44,9 +44,39 @@ class Tuning:
     torch_threads: int = 1
     # Fused: the ingress runs the model (one deployment, one hop less; torch in the ingress replica).
     fused: bool = False
+    # Inline: the public router also runs production's model, so stable traffic on the public route takes no
+    # hop beyond the proxy (a second copy of the production model, in the router replica).
+    inline_stable: bool = False
+    # A canary call that takes longer is given up and answered by stable (and counted as a canary 503).
+    canary_timeout_s: float = 10.0
     max_body_bytes: int = 256 * 1024
     max_batch: int = 64
     extra_env_vars: dict = field(default_factory=dict)
+
+    @classmethod
+    def for_layout(cls, layout: str, **overrides) -> "Tuning":
+        """The settings of a named layout (LAYOUTS; docs/serving.md has the measured trade-offs)."""
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; expected one of {sorted(LAYOUTS)}")
+        return cls(**{**LAYOUTS[layout], **overrides})
+
+
+# Replica settings for the fast layouts, read by each replica's Ray Serve at start (runtime_env): user code on
+# the replica's own event loop instead of a separate thread (one thread switch less per request; our handlers
+# are async and the model call is short), and the request-path log buffered.
+FAST_REPLICA_ENV = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+}
+
+LAYOUTS: dict[str, dict] = {
+    # ingress (torch-free) -> Classifier per environment; torch-free router: the rollout's reference layout
+    "split": {},
+    # the model inside each environment's ingress
+    "fused": {"fused": True, "extra_env_vars": FAST_REPLICA_ENV},
+    # fused, and the router runs production's model itself: the public route's stable traffic takes one hop
+    "inline": {"fused": True, "inline_stable": True, "extra_env_vars": FAST_REPLICA_ENV},
+}
 
 
 def _deployment(name: str, replicas: int, cpus: float, tuning: Tuning, **extra) -> dict:
@@ -103,6 +133,11 @@ def build_serve_config(
     if token_key_file:
         env_vars[KEY_FILE_ENV] = str(Path(token_key_file).resolve())
     limits = {"max_body_bytes": tuning.max_body_bytes, "max_batch": tuning.max_batch}
+    model_args = {
+        "max_batch_size": tuning.max_batch_size,
+        "batch_wait_timeout_s": tuning.batch_wait_timeout_s,
+        "torch_threads": tuning.torch_threads,
+    }
 
     applications = []
     for env, version in resolved.items():
@@ -114,9 +149,7 @@ def build_serve_config(
                 "environment": env,
                 "registry": registry,
                 "model_version": version,
-                "max_batch_size": tuning.max_batch_size,
-                "batch_wait_timeout_s": tuning.batch_wait_timeout_s,
-                "torch_threads": tuning.torch_threads,
+                **model_args,
                 "fused": tuning.fused,
                 **limits,
             },
@@ -142,20 +175,26 @@ def build_serve_config(
     if public:
         if STABLE_ENVIRONMENT not in resolved:
             raise ValueError("the public router needs a production model to route to")
+        args = {
+            "stable_app": STABLE_ENVIRONMENT,
+            "canary_app": CANARY_ENVIRONMENT if CANARY_ENVIRONMENT in resolved else None,
+            # the router counts a failed canary call under the canary's version (serving/router.py)
+            "canary_version": resolved.get(CANARY_ENVIRONMENT),
+            "canary_timeout_s": tuning.canary_timeout_s,
+            **limits,
+        }
+        if tuning.inline_stable:
+            args.update(registry=registry, stable_version=resolved[STABLE_ENVIRONMENT], **model_args)
         app = {
             "name": PUBLIC_APP,
             "route_prefix": "/",
             "import_path": "serving.apps:public_app",
-            "args": {
-                "stable_app": STABLE_ENVIRONMENT,
-                "canary_app": CANARY_ENVIRONMENT if CANARY_ENVIRONMENT in resolved else None,
-                **limits,
-            },
+            "args": args,
             "deployments": [
                 _deployment(
                     "PublicRouter",
                     tuning.router_replicas,
-                    tuning.router_cpus,
+                    tuning.classifier_cpus if tuning.inline_stable else tuning.router_cpus,
                     tuning,
                     user_config={"canary_weight": canary_weight},
                 )
@@ -218,7 +257,14 @@ def main(argv=None) -> int:
     p.add_argument("--token-key-file", help="token key file for the replicas; created (0600) if missing")
     p.add_argument("--replicas", type=int, default=1, help="replicas of each ingress and model deployment")
     p.add_argument("--max-batch-size", type=int, default=Tuning.max_batch_size)
-    p.add_argument("--fused", action="store_true", help="run the model inside the ingress (fewer hops)")
+    p.add_argument(
+        "--layout",
+        choices=sorted(LAYOUTS),
+        default="split",
+        help="split: ingress -> Classifier, torch-free router (default); fused: the model in the ingress; "
+        "inline: fused, and the public router runs production's model itself (docs/serving.md)",
+    )
+    p.add_argument("--fused", action="store_true", help="same as --layout fused")
     p.add_argument("--no-public", action="store_true", help="leave out the public router")
     p.add_argument("-o", "--output", help="write the YAML here (default: stdout)")
     a = p.parse_args(argv)
@@ -227,8 +273,11 @@ def main(argv=None) -> int:
         envs = inventory_environments(a.inventory) if a.inventory else (a.environments or list(ENVIRONMENTS))
         if a.token_key_file:
             ensure_key_file(a.token_key_file)
-        tuning = Tuning(
-            ingress_replicas=a.replicas, classifier_replicas=a.replicas, max_batch_size=a.max_batch_size
+        tuning = Tuning.for_layout(
+            "fused" if a.fused and a.layout == "split" else a.layout,
+            ingress_replicas=a.replicas,
+            classifier_replicas=a.replicas,
+            max_batch_size=a.max_batch_size,
         )
         config = build_serve_config(
             a.registry,

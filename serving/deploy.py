@@ -12,6 +12,32 @@ from ray.serve._private import api as serve_api
 from ray.serve.schema import ServeDeploySchema
 
 
+def init_local_ray(attempts: int = 5, **options) -> None:
+    """ray.init(address="local") for tests and benches, tried again when the node does not come up in time.
+
+    On a loaded machine Ray's dashboard agent can take longer to start than the raylet waits for it (the raylet
+    then exits: "The current node timed out during startup"); that is Ray's start-up race, not the service.
+    The processes a failed attempt started (GCS, agents) outlive it and are stopped here, by PID.
+    """
+    import psutil
+    import ray
+
+    me = psutil.Process()
+    for attempt in range(1, attempts + 1):
+        before = {p.pid for p in me.children(recursive=True)}
+        try:
+            ray.init(address="local", **options)
+            return
+        except Exception as exc:  # Ray raises a bare Exception for this
+            if "timed out during startup" not in str(exc) or attempt == attempts:
+                raise
+            print(f"Ray did not start (attempt {attempt}/{attempts}): {exc}; trying again", flush=True)
+            ray.shutdown()
+            for proc in me.children(recursive=True):
+                if proc.pid not in before:
+                    proc.kill()
+
+
 def deploy(config: dict) -> None:
     schema = ServeDeploySchema.model_validate(config)
     client = serve_api.serve_start(

@@ -2,6 +2,8 @@
 
 import json
 
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,3 +28,17 @@ def json_response(status: int, payload: dict) -> Response:
     return Response(
         json.dumps(payload, separators=(",", ":")), status_code=status, media_type="application/json"
     )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Unknown paths and methods answer in the service's own error shape, ``{"error": ...}``."""
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        response = json_response(
+            exc.status_code, {"error": f"{request.method} {request.url.path}: {exc.detail}"}
+        )
+        if exc.headers:
+            response.headers.update(exc.headers)  # e.g. Allow on a 405
+        return response
+
+    app.add_exception_handler(HTTPException, http_error)

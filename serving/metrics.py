@@ -54,18 +54,23 @@ class ServiceMetrics:
             **extra,
         }
 
-    def request(self, model_version: str, route: str, status: int, latency_ms: float) -> None:
-        self.requests.inc(1, tags=self._tags(model_version, route=route, status=str(status)))
-        self.latency.observe(latency_ms, tags=self._tags(model_version, route=route))
+    def request(
+        self, model_version: str, route: str, status: int, latency_ms: float, environment: str | None = None
+    ) -> None:
+        """``environment`` overrides this replica's own, e.g. the router counting a canary call that failed."""
+        self.requests.inc(1, tags=self._tags(model_version, environment, route=route, status=str(status)))
+        self.latency.observe(latency_ms, tags=self._tags(model_version, environment, route=route))
 
-    def predicted(self, model_version: str, classes: list[int], confidences: list[float]) -> None:
+    def predicted(
+        self, model_version: str, classes: list[int], confidences: list[float], environment: str | None = None
+    ) -> None:
         counts: dict[int, int] = {}
         for c in classes:
             counts[c] = counts.get(c, 0) + 1
         for c, n in counts.items():
-            self.predictions.inc(n, tags=self._tags(model_version, predicted_class=str(c)))
+            self.predictions.inc(n, tags=self._tags(model_version, environment, predicted_class=str(c)))
         for p in confidences:
-            self.confidence.observe(p, tags=self._tags(model_version))
+            self.confidence.observe(p, tags=self._tags(model_version, environment))
 
     def feedback_received(self, environment: str, model_version: str, correct: bool) -> None:
         self.feedback.inc(1, tags=self._tags(model_version, environment))

@@ -8,6 +8,8 @@ import json
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 IMAGE_SIDE = 8
 PIXEL_MAX = 16.0
 NUM_CLASSES = 10
@@ -90,6 +92,41 @@ def validate_predict(body: object, limits: Limits) -> list[list[float]]:
             pixels.extend(_pixel(v, f"images[{i}][{r}][{c}]") for c, v in enumerate(row))
         flat.append(pixels)
     return flat
+
+
+def _well_formed_images(body: bytes, obj: object, limits: Limits) -> np.ndarray | None:
+    """The images of a valid body, checked with numpy in one pass; None sends the body to the slow path.
+
+    Exact, not a shortcut around the rules: without a ``true``/``false``/``null`` literal in the body no pixel
+    can be a boolean or null; strings, ragged rows, huge integers and nested lists give numpy a non-numeric
+    dtype or another shape; non-finite and out-of-range values are checked here. Anything else is decided
+    (and its message written) by validate_predict.
+    """
+    if type(obj) is not dict or len(obj) != 1 or b"true" in body or b"false" in body or b"null" in body:
+        return None
+    images = obj.get("images")
+    if type(images) is not list or not 1 <= len(images) <= limits.max_batch:
+        return None
+    try:
+        arr = np.array(images)
+    except (ValueError, OverflowError):
+        return None
+    if arr.dtype.kind not in "if" or arr.shape != (len(images), IMAGE_SIDE, IMAGE_SIDE):
+        return None
+    if not (np.isfinite(arr).all() and (arr >= 0).all() and (arr <= PIXEL_MAX).all()):
+        return None
+    return arr.astype(np.float32)
+
+
+def parse_predict(body: bytes, limits: Limits) -> np.ndarray:
+    """A /predict body → float32 images (N, 8, 8), or BadRequest saying what is wrong."""
+    obj = parse_json(body, limits)
+    images = _well_formed_images(body, obj, limits)
+    if images is None:
+        images = np.asarray(validate_predict(obj, limits), dtype=np.float32).reshape(
+            -1, IMAGE_SIDE, IMAGE_SIDE
+        )
+    return images
 
 
 def validate_feedback(body: object) -> tuple[str, int]:

@@ -103,7 +103,13 @@ class TokenSigner:
         return f"{payload}.{self._mac(payload)}"
 
     def verify(self, token: object, now: float | None = None) -> Prediction:
-        if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+        # Non-ASCII text would make both the HMAC input and compare_digest raise (a 500), not a refusal.
+        if (
+            not isinstance(token, str)
+            or len(token) > MAX_TOKEN_CHARS
+            or not token.isascii()
+            or token.count(".") != 1
+        ):
             raise TokenError("prediction_id is not a token this service issued")
         payload, mac = token.split(".")
         if not hmac.compare_digest(mac, self._mac(payload)):
@@ -111,7 +117,7 @@ class TokenSigner:
         try:
             body = json.loads(_unb64(payload))
             prediction = Prediction(str(body["e"]), str(body["v"]), int(body["c"]), float(body["t"]))
-        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError, binascii.Error) as exc:
             raise TokenError("prediction_id payload is malformed") from exc
         age = (time.time() if now is None else now) - prediction.issued_at
         if age > self.max_age_s:

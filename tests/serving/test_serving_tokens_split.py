@@ -6,6 +6,8 @@ import os
 import stat
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from serving.split import CANARY, WeightedSplitter
 from serving.tokens import KEY_ENV, KEY_FILE_ENV, TokenError, TokenSigner, ensure_key_file, load_key
@@ -115,3 +117,18 @@ def test_loadgen_accepts_loopback():
 
     assert require_loopback("http://127.0.0.1:8000/") == "http://127.0.0.1:8000"
     assert require_loopback("http://localhost:1") == "http://localhost:1"
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(token=st.one_of(st.text(max_size=80), st.text(max_size=40).map(lambda t: t + "." + t)))
+def test_any_text_as_a_token_is_a_token_error(token):
+    """Non-ASCII ids once raised UnicodeEncodeError (a 500 at /feedback); any text must be a refusal."""
+    with pytest.raises(TokenError):
+        TokenSigner(KEY).verify(token)
+
+
+def test_signed_payload_with_overflowing_class_is_a_token_error():
+    signer = TokenSigner(KEY)
+    payload = base64.urlsafe_b64encode(b'{"e":"p","v":"v1","c":1e999,"t":0}').rstrip(b"=").decode()
+    with pytest.raises(TokenError, match="malformed"):
+        signer.verify(f"{payload}.{signer._mac(payload)}")

@@ -2,9 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from serving.schema import BadRequest, Limits, parse_json, validate_feedback, validate_predict
+from serving.schema import BadRequest, Limits, parse_json, parse_predict, validate_feedback, validate_predict
 
 LIMITS = Limits(max_body_bytes=4096, max_batch=4)
 IMAGE = [[0] * 8 for _ in range(8)]
@@ -146,3 +149,43 @@ def test_feedback_rejections(body, words):
     with pytest.raises(BadRequest) as err:
         validate_feedback(body)
     assert err.value.status == 422 and words in err.value.message
+
+
+PIXEL = st.one_of(
+    st.integers(-2, 18),
+    st.floats(-1, 17),
+    st.sampled_from([True, False, None, "1", 1e999, -1e999, 10**30, [0]]),
+)
+IMAGES = st.lists(
+    st.lists(st.lists(PIXEL, min_size=7, max_size=9), min_size=7, max_size=9), min_size=0, max_size=5
+)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(
+    images=st.one_of(
+        IMAGES,
+        # mostly-valid images: one pixel at most differs from a clean digit
+        st.tuples(st.integers(1, 5), PIXEL, st.integers(0, 63)).map(
+            lambda t: [
+                [[t[1] if (i == 0 and r * 8 + c == t[2]) else 3 for c in range(8)] for r in range(8)]
+                for i in range(t[0])
+            ]
+        ),
+    ),
+    extra=st.booleans(),
+)
+def test_fast_parse_decides_exactly_like_the_full_validation(images, extra):
+    """parse_predict's numpy path accepts exactly what validate_predict accepts, with the same values."""
+    body = {"images": images, **({"x": 1} if extra else {})}
+    raw = json.dumps(body).encode()
+    try:
+        expected = validate_predict(parse_json(raw, LIMITS), LIMITS)
+    except BadRequest as exc:
+        with pytest.raises(BadRequest) as err:
+            parse_predict(raw, LIMITS)
+        assert (err.value.status, err.value.message) == (exc.status, exc.message)
+    else:
+        got = parse_predict(raw, LIMITS)
+        assert got.dtype == np.float32 and got.shape == (len(images), 8, 8)
+        assert np.array_equal(got.reshape(len(images), 64), np.asarray(expected, dtype=np.float32))
