@@ -84,7 +84,7 @@ cp "$root"/tools/launcher/* "$launcher_src/"
 log "checking every pin against what is installed"
 "$venv/bin/python" "$root/tools/pyproject_deps.py" --check "$root/pyproject.toml" runtime dev \
   || fail "$target does not hold the pinned versions (see above); not marking it ready"
-(cd / && CHIOPS_ROOT="$root" "$venv/bin/chiops" --version >/dev/null) \
+(cd / && CHIOPS_ROOT="$root" "$target/bin/chiops" --version >/dev/null) \
   || fail "the chiops command in $target does not run"
 rm -f "$venv"/.chiops-deps-*
 touch "$venv/$stamp_name"
