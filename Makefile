@@ -36,7 +36,7 @@ lint: venv
 	yamllint --strict .
 	ansible-lint --offline --profile production
 	actionlint .github/workflows/*.yml
-	tools/secret-scan.sh
+	python tools/secret_scan.py
 
 pytest: venv
 	python -m pytest
