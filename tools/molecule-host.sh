@@ -87,6 +87,21 @@ if ! podman image exists "$systemd_image"; then
     || fail "podman build of $systemd_image failed"
   podman image exists "$systemd_image" || fail "podman build exited 0 but $systemd_image does not exist"
 fi
+# roles/trainer's scenario installs torch's CPU wheel from a host directory: this machine's, else one downloaded
+# once from PyTorch's CPU index into the cache (a hosted CI runner). molecule-all.sh passes the directories on.
+torch_pin=$(python3 "$here/pyproject_deps.py" "$here/../pyproject.toml" runtime | grep -E '^torch==' || true)
+if [ -n "$torch_pin" ] && ! compgen -G "${CHIOPS_WHEELS_DIR:-/opt/wheels}/torch-${torch_pin#torch==}*.whl" >/dev/null; then
+  wheels=${XDG_CACHE_HOME:-$HOME/.cache}/chiops/wheels
+  if ! compgen -G "$wheels/torch-${torch_pin#torch==}*.whl" >/dev/null; then
+    step="downloading $torch_pin (CPU) into $wheels"
+    log "$step"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+      --index-url "${CHIOPS_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" -d "$wheels" "$torch_pin" \
+      || fail "could not download $torch_pin for roles/trainer's scenario (set CHIOPS_WHEELS_DIR)"
+    compgen -G "$wheels/torch-${torch_pin#torch==}*.whl" >/dev/null || fail "no $torch_pin wheel in $wheels"
+  fi
+fi
+
 step="checking $systemd_image"
 podman run --rm --network none --entrypoint /bin/sh "$systemd_image" -c \
   'test -x /sbin/init && test -x /lib/systemd/systemd && python3 -c "import apt"' \
