@@ -13,8 +13,8 @@ import sys
 
 from chiops import __version__
 
-# The command-line modules, in the order their commands appear in `chiops --help`. A module that is not in this
-# checkout yet (another branch adds it) is left out; a module that exists but fails to import is an error.
+# The command-line modules, in the order their commands appear in `chiops --help`. A module that is not in
+# this checkout yet (another branch adds it) is left out; one that exists but fails to import is an error.
 COMMAND_MODULES = ("chi_scripts.cli", "training.cli", "rollout.cli", "pipeline.cli")
 
 EXIT_CODES = """exit codes (every command):

@@ -1,7 +1,7 @@
 """The pinned requirements of pyproject.toml: print them for `pip install -r`, or check a venv holds them.
 
     pyproject_deps.py PYPROJECT GROUP…            one requirement a line (GROUP: runtime, dev, …)
-    pyproject_deps.py --check PYPROJECT GROUP…    exit 1 naming every pin the running Python lacks or differs on
+    pyproject_deps.py --check PYPROJECT GROUP…    exit 1 naming each pin the running Python lacks or differs
 
 The project itself is not installed: commands run from the checkout (tools/launcher finds it for `chiops`),
 so the working tree is always what runs, never a stale copy in site-packages.

@@ -2,7 +2,7 @@
 blob any commit of any ref ever held, so a secret committed and later deleted still fails the lint.
 
 A finding that is not a secret is allowed by its hashed_secret in tools/secret-scan-allow.txt, with a reason.
-Blobs never change, so each blob's result is cached under ~/.cache/chiops/secret-scan-<detect-secrets version>/.
+Blobs never change, so each blob's result is cached in ~/.cache/chiops/secret-scan-<detect-secrets version>.
 Exit 0 clean, 1 findings (file, line, type; for history the commits), 2 not run from a git checkout.
 """
 
@@ -121,7 +121,8 @@ def main() -> int:
         print(f"secret-scan: {finding}", file=sys.stderr)
     if findings:
         print(
-            f"secret-scan: {len(findings)} finding(s): remove the secret (and rewrite the history), or, if it is "
+            f"secret-scan: {len(findings)} finding(s): remove the secret (and rewrite the history), "
+            "or, if it is "
             f"not one, add its hashed_secret to {ALLOW.relative_to(ROOT)} with the reason",
             file=sys.stderr,
         )

@@ -1,4 +1,4 @@
-"""`chiops <step>` (or `python -m training <step>`): exit 0 ok, 1 failure (e.g. a gate refusal), 2 bad input."""
+"""`chiops <step>` or `python -m training <step>`: exit 0 ok, 1 failure (e.g. a gate refusal), 2 bad input."""
 
 from __future__ import annotations
 
@@ -179,7 +179,8 @@ def cmd_registry(args: argparse.Namespace) -> int:
                 print(f"  {alias:<11} {version or '-'}")
             for version, info in sorted(index["versions"].items(), key=lambda kv: int(kv[0][1:])):
                 print(
-                    f"  {version:<5} {info['config']:<16} accuracy {info['accuracy']:.4f}  registered {info['registered']}"
+                    f"  {version:<5} {info['config']:<16} accuracy {info['accuracy']:.4f}  "
+                    f"registered {info['registered']}"
                 )
         return 0
     if action == "resolve":
@@ -252,7 +253,7 @@ def _guarded(handler):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Adds ingest, validate, split, train, evaluate and registry … to a parser's subcommands (CLI contract)."""
+    """Adds ingest, validate, split, train, evaluate and registry … to a parser's subcommands."""
     from training.registry import default_root
 
     registry_opt = argparse.ArgumentParser(add_help=False)

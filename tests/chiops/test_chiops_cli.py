@@ -1,4 +1,4 @@
-"""The one `chiops` command: every CLI module under one parser, exit codes, lazy heavy imports, the launcher."""
+"""The one `chiops` command: every CLI module under one parser, exit codes, lazy imports, the launcher."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Check that a run's logs never hold its secrets: the token-signing key, the Ray auth token, OpenStack's secret.
+"""A run's logs never hold its secrets: the token-signing key, the Ray auth token, OpenStack's secret.
 
 `make demo`'s test calls `assert_no_secret_in_logs(run_dir, output, openstack_secret)` after a full run.
 """
@@ -56,8 +56,8 @@ def assert_no_secret_in_logs(
     """Fails naming every file (or the output) that holds the run's token key, Ray token or OpenStack secret.
 
     run_dir is the inventory's chiops_run_dir (runs/local): its logs/, the demo's reports, the Serve config;
-    extra_roots adds e.g. Ray's session directory (local_ray_temp_dir). openstack_secret is the value the caller
-    put in OS_APPLICATION_CREDENTIAL_SECRET for the run.
+    extra_roots adds e.g. Ray's session directory (local_ray_temp_dir). openstack_secret is the value the
+    caller put in OS_APPLICATION_CREDENTIAL_SECRET for the run.
     """
     secrets = run_secrets(run_dir)
     assert set(secrets) == set(SECRET_FILES), (

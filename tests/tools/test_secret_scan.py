@@ -1,4 +1,4 @@
-"""tools/secret_scan.py (make lint) fails on a secret in the tree and on one that only the history still holds."""
+"""tools/secret_scan.py (make lint) fails on a secret in the tree and on one only the history still holds."""
 
 from __future__ import annotations
 

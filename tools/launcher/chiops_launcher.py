@@ -1,8 +1,8 @@
 """Finds the ChiOps checkout a `chiops` call belongs to and runs its chiops.cli.
 
 The venv is shared by every checkout with the same pins, so it cannot hold any one checkout's code. The
-checkout is, in order: $CHIOPS_ROOT; the checkout whose .venv/bin/chiops was called (the path as called, before
-symlinks resolve into the shared cache); the current directory or its nearest parent that is a checkout.
+checkout is, in order: $CHIOPS_ROOT; the checkout whose .venv/bin/chiops was called (the path as called,
+before symlinks resolve into the shared cache); the current directory or its nearest parent that is one.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def main() -> int:
             f"CHIOPS_ROOT={os.environ['CHIOPS_ROOT']} is not" if os.environ.get("CHIOPS_ROOT") else "found no"
         )
         print(
-            f"chiops: {where} a ChiOps checkout (a directory with pyproject.toml and chiops/cli.py); run chiops "
+            f"chiops: {where} a ChiOps checkout (a directory with pyproject.toml and chiops/cli.py); "
+            "run chiops "
             "inside one, through its .venv/bin/chiops, or set CHIOPS_ROOT",
             file=sys.stderr,
         )
