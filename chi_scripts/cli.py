@@ -39,7 +39,36 @@ def cmd_reserve(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.every:
+        return _refresh(args)
     return _run("status", args.inventory, metrics_file=args.metrics_file)
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    """`status --every`: rewrite the metrics file forever. A failed round (Chameleon unreachable, a token
+    that expired) is reported and retried next round; the file keeps the last end it knew, so the alert
+    still fires on time. A bad spec or option stops it (exit 2)."""
+    import time
+
+    from chi_scripts import operations
+    from chi_scripts.spec import parse_seconds
+
+    try:
+        if not args.metrics_file:
+            raise SpecError("--every needs --metrics-file (it refreshes that file)")
+        interval = parse_seconds(args.every, "--every")
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    while True:
+        try:
+            operations.status(args.inventory, metrics_file=args.metrics_file)
+        except SpecError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except Exception as e:  # CloudError or a client's own: the next round may succeed
+            print(f"error: {e} (retrying in {args.every})", file=sys.stderr, flush=True)
+        time.sleep(interval)
 
 
 def cmd_extend(args: argparse.Namespace) -> int:
@@ -85,7 +114,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     s = command("status", "lease state and time left, servers, addresses, SSH reachability", cmd_status)
     s.add_argument(
-        "--metrics-file", metavar="PATH", help="also write chiops_lease_seconds_left (Prometheus text)"
+        "--metrics-file",
+        metavar="PATH",
+        help="also write chiops_lease_end_timestamp_seconds (Prometheus text, for a textfile collector)",
+    )
+    s.add_argument(
+        "--every",
+        metavar="DURATION",
+        help="with --metrics-file: repeat every DURATION (e.g. 5m) until stopped - the lease-end refresher "
+        "where no systemd timer or CronJob runs it",
     )
     e = command("extend", "prolong the lease (Blazar lease update)", cmd_extend)
     e.add_argument("--by", required=True, metavar="DURATION", help="how much longer, e.g. 1d, 12h, 90m")

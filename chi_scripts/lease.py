@@ -138,9 +138,14 @@ def fip_reservation_ids(lease: dict) -> list[str]:
     return [r["id"] for r in lease.get("reservations", []) if r.get("resource_type") == "virtual:floatingip"]
 
 
-def seconds_left(lease: dict) -> float:
+def end_timestamp(lease: dict) -> float:
+    """Blazar's end_date (UTC, no zone) as Unix time."""
     end = dt.datetime.strptime(lease["end_date"], "%Y-%m-%dT%H:%M:%S.%f")
-    return (end - dt.datetime.now(dt.UTC).replace(tzinfo=None)).total_seconds()
+    return end.replace(tzinfo=dt.UTC).timestamp()
+
+
+def seconds_left(lease: dict) -> float:
+    return end_timestamp(lease) - dt.datetime.now(dt.UTC).timestamp()
 
 
 def extend(lease: dict, by: str) -> dict:

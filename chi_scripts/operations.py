@@ -332,7 +332,7 @@ def status(inventory, metrics_file=None) -> dict:
                 f"  {name:<40} {hosts[-1]['status']:<8} fixed {fixed or '-':<15} floating {fip or '-':<15} ssh {ssh}"
             )
     if metrics_file:
-        write_lease_metric(metrics_file, [env], spec.lease_name, left)
+        write_lease_metric(metrics_file, [env], spec.lease_name, leases.end_timestamp(lease))
     return {"lease": _lease_summary(lease), "seconds_left": left, "hosts": hosts}
 
 

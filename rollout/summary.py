@@ -74,9 +74,7 @@ def table(reports: list[dict], failed: int, total: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m rollout.summary", description=__doc__.splitlines()[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m rollout.summary", description=__doc__.splitlines()[0])
     p.add_argument("--report", action="append", required=True, help="a rollout report directory (repeatable)")
     p.add_argument("--loadgen-metrics", required=True, help="e.g. http://127.0.0.1:9393/metrics")
     p.add_argument("--out", required=True, help="summary JSON to write")

@@ -1,7 +1,7 @@
 """Serve every *.prom file of a directory on /metrics, like the node exporter's textfile collector.
 
 The local backend has no node exporter; this lets its Prometheus scrape the rollout state and
-chi_scripts' `chiops_lease_seconds_left` from files, the same way a Chameleon node exports them.
+chi_scripts' `chiops_lease_end_timestamp_seconds` from files, the same way a Chameleon node exports them.
 """
 
 from __future__ import annotations

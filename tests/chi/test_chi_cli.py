@@ -44,7 +44,9 @@ def test_cli_reserve_status_release(fake, make_inventory, tmp_path):
     outputs += [status.stdout, status.stderr]
     assert status.returncode == 0, status.stderr
     assert "ssh ok" in status.stdout
-    assert 'chiops_lease_seconds_left{environment="staging",lease="chiops-test"}' in metrics.read_text()
+    assert (
+        'chiops_lease_end_timestamp_seconds{environment="staging",lease="chiops-test"}' in metrics.read_text()
+    )
 
     generated = [
         (inv / "hosts.yml").read_text(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -160,9 +161,10 @@ def test_status_metrics_and_warning(fake, make_inventory, tmp_path, capsys):
     lines = [line for line in metrics.read_text().splitlines() if not line.startswith("#")]
     assert len(lines) == 1
     name, value = lines[0].rsplit(" ", 1)
-    assert name == 'chiops_lease_seconds_left{environment="staging",lease="chiops-test"}'
-    assert 0 < float(value) <= 1800
-    assert "# TYPE chiops_lease_seconds_left gauge" in metrics.read_text()
+    assert name == 'chiops_lease_end_timestamp_seconds{environment="staging",lease="chiops-test"}'
+    end = dt.datetime.strptime(result["lease"]["end_date"], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.UTC)
+    assert float(value) == end.timestamp()
+    assert "# TYPE chiops_lease_end_timestamp_seconds gauge" in metrics.read_text()
 
 
 def test_extend_and_refusal_verbatim(fake, make_inventory, capsys):

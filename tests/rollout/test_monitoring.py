@@ -10,16 +10,14 @@ import textwrap
 import pytest
 import yaml
 
-from serving import metric_names as m
 from rollout import monitoring, state
+from serving import metric_names as m
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
 def test_committed_files_are_what_the_generator_writes():
-    assert monitoring.RULES_PATH.read_text() == monitoring.render_rules(), (
-        "run python -m rollout.monitoring"
-    )
+    assert monitoring.RULES_PATH.read_text() == monitoring.render_rules(), "run python -m rollout.monitoring"
     assert monitoring.DASHBOARD_PATH.read_text() == monitoring.render_dashboard()
 
 
@@ -38,8 +36,9 @@ ALERT_TESTS = textwrap.dedent(
     tests:
       - interval: 15s
         input_series:
-          - series: 'chiops_lease_seconds_left{{environment="production",lease="chiops-prod"}}'
-            values: '8000-60x40'
+          # The lease's end, never rewritten: the alert must fire from Prometheus' clock alone.
+          - series: 'chiops_lease_end_timestamp_seconds{{environment="production",lease="chiops-prod"}}'
+            values: '7500x40'
           - series: 'ray_chiops_requests_total{{environment="canary",model_version="v3",route="/predict",status="200"}}'
             values: '0+60x400'
           - series: 'ray_chiops_requests_total{{environment="canary",model_version="v3",route="/predict",status="503"}}'
@@ -55,16 +54,16 @@ ALERT_TESTS = textwrap.dedent(
           - series: 'ray_chiops_feedback_correct_total{{environment="production",model_version="v1"}}'
             values: '0+10x400'
         alert_rule_test:
-          - eval_time: 1m
+          - eval_time: 4m
             alertname: ChiopsLeaseEndingSoon
             exp_alerts: []
-          - eval_time: 5m
+          - eval_time: 6m
             alertname: ChiopsLeaseEndingSoon
             exp_alerts:
               - exp_labels: {{severity: page, environment: production, lease: chiops-prod}}
                 exp_annotations:
                   summary: Chameleon lease chiops-prod (production) ends within 2 h
-                  description: '1h 53m 20s left: extend the lease or save the artifacts.'
+                  description: '1h 59m 0s left: extend the lease or save the artifacts.'
           - eval_time: 20m
             alertname: ChiopsErrorBudgetBurn
             exp_alerts:
@@ -103,11 +102,7 @@ def known_metric_names() -> set[str]:
     for histogram in (m.REQUEST_LATENCY_MS, m.CONFIDENCE, m.CLIENT_LATENCY_SECONDS):
         exported |= {f"{histogram}_bucket", f"{histogram}_sum", f"{histogram}_count"}
     recorded = {r["record"] for g in monitoring.rules()["groups"] for r in g["rules"] if "record" in r}
-    return (
-        exported
-        | recorded
-        | {state.METRIC, state.WEIGHT_METRIC, state.TIME_METRIC, monitoring.LEASE_SECONDS_LEFT}
-    )
+    return exported | recorded | {state.METRIC, state.WEIGHT_METRIC, state.TIME_METRIC, monitoring.LEASE_END}
 
 
 def test_dashboard_parses_and_reads_only_metrics_the_service_exports():
@@ -125,7 +120,7 @@ def test_dashboard_parses_and_reads_only_metrics_the_service_exports():
         m.PREDICTIONS_TOTAL,
         m.CLIENT_REQUESTS_TOTAL,
         state.METRIC,
-        monitoring.LEASE_SECONDS_LEFT,
+        monitoring.LEASE_END,
     } <= names
 
 
