@@ -1,7 +1,8 @@
 # ChiOps: the two commands a user needs are `make demo` and `make test`; both set themselves up.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
-.DEFAULT_GOAL := help
+# `make` alone sets up .venv (the pinned dependencies and the `chiops` command), then lists the targets.
+.DEFAULT_GOAL := install
 
 VENV ?= .venv
 export PATH := $(abspath $(VENV))/bin:$(PATH)
@@ -10,12 +11,17 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule scenarios to run (default: every role that has one), e.g. `make molecule ROLES="base firewall"`.
 ROLES ?= $(sort $(patsubst roles/%/molecule/default/molecule.yml,%,$(wildcard roles/*/molecule/default/molecule.yml)))
 
-.PHONY: help venv molecule-host lint pytest molecule test demo bench clean
+.PHONY: install help venv molecule-host lint pytest molecule test demo bench clean
+
+install: venv
+	@echo "chiops installed: $(VENV)/bin/chiops (source $(VENV)/bin/activate; chiops --help)"
+	@$(MAKE) --no-print-directory help
 
 help:
+	@echo "make        - set up .venv: the pinned dependencies and the chiops command"
 	@echo "make demo   - run the whole pipeline on this machine (inventories/local); KEEP=1 leaves it running"
 	@echo "make test   - every test: lint, pytest, and each role's Molecule scenario"
-	@echo "make lint   - ruff, yamllint, ansible-lint (production profile), actionlint"
+	@echo "make lint   - ruff, yamllint, ansible-lint (production profile), actionlint, secret scan (tree + history)"
 	@echo "make bench  - benchmarks in bench/ (ratios measured in one run)"
 
 venv:
@@ -29,7 +35,8 @@ lint: venv
 	ruff format --check .
 	yamllint --strict .
 	ansible-lint --offline --profile production
-	actionlint .github/workflows/ci.yml
+	actionlint .github/workflows/*.yml
+	python tools/secret_scan.py
 
 pytest: venv
 	python -m pytest

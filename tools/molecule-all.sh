@@ -4,6 +4,16 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export ANSIBLE_ROLES_PATH="$root/roles"
 export ANSIBLE_CONFIG="$root/ansible.cfg"
+# roles/trainer mounts a torch wheel directory and a PyPI mirror: this machine's (/opt/wheels, /opt/pypi) when
+# present, else what tools/molecule-host.sh downloaded into the cache and an empty mirror (PyPI itself is used).
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/chiops
+if [ -z "${CHIOPS_WHEELS_DIR:-}" ] && ! compgen -G "/opt/wheels/torch-*.whl" >/dev/null; then
+  export CHIOPS_WHEELS_DIR="$cache/wheels"
+fi
+if [ -z "${CHIOPS_PYPI_DIR:-}" ] && [ ! -d /opt/pypi ]; then
+  mkdir -p "$cache/pypi-empty/simple"
+  export CHIOPS_PYPI_DIR="$cache/pypi-empty"
+fi
 [ $# -gt 0 ] || { echo "molecule-all: no role has a molecule/default scenario yet" >&2; exit 1; }
 
 declare -a summary

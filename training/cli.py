@@ -1,8 +1,9 @@
-"""`python -m training <step>`: exit 0 ok, 1 failure (e.g. a gate refusal), 2 bad input or configuration."""
+"""`chiops <step>` or `python -m training <step>`: exit 0 ok, 1 failure (e.g. a gate refusal), 2 bad input."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -178,7 +179,8 @@ def cmd_registry(args: argparse.Namespace) -> int:
                 print(f"  {alias:<11} {version or '-'}")
             for version, info in sorted(index["versions"].items(), key=lambda kv: int(kv[0][1:])):
                 print(
-                    f"  {version:<5} {info['config']:<16} accuracy {info['accuracy']:.4f}  registered {info['registered']}"
+                    f"  {version:<5} {info['config']:<16} accuracy {info['accuracy']:.4f}  "
+                    f"registered {info['registered']}"
                 )
         return 0
     if action == "resolve":
@@ -233,11 +235,27 @@ def _gate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reason", default="", help="recorded in the registry history")
 
 
-def parser() -> argparse.ArgumentParser:
+def _guarded(handler):
+    """The handler's exit code, or the failure's: 2 for bad input, 1 for a failed step, with the reason."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except TrainingError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except (FileNotFoundError, PermissionError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Adds ingest, validate, split, train, evaluate and registry … to a parser's subcommands."""
     from training.registry import default_root
 
-    top = argparse.ArgumentParser(prog="python -m training", description=__doc__)
-    sub = top.add_subparsers(dest="step", required=True)
     registry_opt = argparse.ArgumentParser(add_help=False)
     registry_opt.add_argument(
         "--registry",
@@ -256,24 +274,24 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "ingest", parents=[config_opt], help="read the data and print its content hash"
-    ).set_defaults(func=cmd_ingest)
+    ).set_defaults(func=_guarded(cmd_ingest))
     sub.add_parser(
         "validate", parents=[config_opt], help="run every data check and print the report"
-    ).set_defaults(func=cmd_validate)
+    ).set_defaults(func=_guarded(cmd_validate))
     p = sub.add_parser("split", parents=[config_opt], help="write the train/val/test split as NPZ files")
     p.add_argument("--output", required=True)
-    p.set_defaults(func=cmd_split)
+    p.set_defaults(func=_guarded(cmd_split))
     p = sub.add_parser("train", parents=[config_opt, registry_opt], help="ingest → … → export, then register")
     p.add_argument("--output", help="artifact directory (default: a new runs/<name>-* directory)")
     p.add_argument("--no-register", action="store_true", help="only write the artifacts (remote training)")
     _gate_options(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_guarded(cmd_train))
     p = sub.add_parser(
         "evaluate", parents=[registry_opt], help="accuracy of a model.ts file or registered version"
     )
     p.add_argument("model", help="path to model.ts, or a version/alias in the registry")
     p.add_argument("--test-split", help="test_split.npz to score on (default: the version's own)")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=_guarded(cmd_evaluate))
 
     reg = sub.add_parser("registry", help="inspect the registry and move aliases").add_subparsers(
         dest="action", required=True
@@ -299,17 +317,17 @@ def parser() -> argparse.ArgumentParser:
             )
         if name == "rollback":
             p.add_argument("--reason", default="")
-        p.set_defaults(func=cmd_registry)
+        p.set_defaults(func=_guarded(cmd_registry))
     p = reg.add_parser(
         "resolve", parents=[registry_opt], help="print the version an alias points at (exit 1 if unset)"
     )
     p.add_argument("ref")
     p.add_argument("--path", action="store_true", help="print the version's directory or URL instead")
-    p.set_defaults(func=cmd_registry)
+    p.set_defaults(func=_guarded(cmd_registry))
     p = reg.add_parser("card", parents=[registry_opt], help="print a version's model card")
     p.add_argument("ref")
     p.add_argument("--markdown", action="store_true")
-    p.set_defaults(func=cmd_registry)
+    p.set_defaults(func=_guarded(cmd_registry))
     p = reg.add_parser(
         "alias",
         parents=[registry_opt],
@@ -324,7 +342,7 @@ def parser() -> argparse.ArgumentParser:
         help="only move if ALIAS currently is REF",
     )
     p.add_argument("--reason", default="")
-    p.set_defaults(func=cmd_registry)
+    p.set_defaults(func=_guarded(cmd_registry))
     p = reg.add_parser(
         "promote", parents=[registry_opt], help="production → REF and previous → old production"
     )
@@ -333,24 +351,22 @@ def parser() -> argparse.ArgumentParser:
         "--expect-production", help="only promote if production currently is this version (or none)"
     )
     p.add_argument("--reason", default="")
-    p.set_defaults(func=cmd_registry)
+    p.set_defaults(func=_guarded(cmd_registry))
     p = reg.add_parser(
         "register", parents=[registry_opt], help="register an artifact directory (from remote training)"
     )
     p.add_argument("artifacts")
     p.add_argument("--config", help="take gate thresholds from this config")
     _gate_options(p)
-    p.set_defaults(func=cmd_registry)
+    p.set_defaults(func=_guarded(cmd_registry))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    register(top.add_subparsers(dest="step", required=True, metavar="STEP"))
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except TrainingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except (FileNotFoundError, PermissionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return args.func(args)

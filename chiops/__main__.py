@@ -1,0 +1,5 @@
+import sys
+
+from chiops.cli import main
+
+sys.exit(main())
