@@ -1,13 +1,17 @@
 """How often the canary gates decide wrongly at the shipped defaults, over simulated traffic.
 
-Drives the real rollout.gates.decide with rollout.gates.Thresholds() (the shipped defaults) on seeded simulated
+Drives the real rollout.gates.decide with rollout.gates.Thresholds() (the shipped defaults) on seeded
+simulated
 traffic shaped like the demo's: a load generator sends `rps` /predict requests a second of `batch` images, the
 router sends each to the canary with probability `weight`, each request gets a status (5xx with the model's
-error rate) and a latency (log-normal), each image of an answered request a prediction (correct with the model's
-accuracy) and a feedback `feedback_delay_s` later. Prometheus sees the counters as of its last scrape, latencies
+error rate) and a latency (log-normal), each image of an answered request a prediction (correct with the
+model's
+accuracy) and a feedback `feedback_delay_s` later. Prometheus sees the counters as of its last scrape,
+latencies
 bucketed exactly like the service's histogram (serving/metric_names.LATENCY_BOUNDARIES_MS, `le` inclusive).
 
-The engine decides at `window_s`, then every `step_s` while the verdict is inconclusive, and rolls back when it is
+The engine decides at `window_s`, then every `step_s` while the verdict is inconclusive, and rolls back
+when it is
 still inconclusive at `max_window_s`. Beyond that cap the simulation keeps looking (every 120 s, up to
 `horizon_s`) only to report how much evidence a verdict would have needed.
 
@@ -238,13 +242,14 @@ def table(results: list[dict], horizon: float) -> str:
     lines = [head, "|" + "---|" * 9]
     for r in results:
         s = r["shares"]
+        p95 = r["canary_requests_p95"]
+        needed = _fmt_s(p95, math.inf) if math.isfinite(p95) else "-"
         opened = ", ".join(f"{k} {v}" for k, v in sorted(r["open_gates"].items())) or "-"
         lines.append(
             f"| {r['case']} | {s['pass']:.1%} | {s['fail']:.1%} | {s['inconclusive']:.1%} | "
             f"{r['target'].replace('<=', ' ≤ ').replace('>=', ' ≥ ')} | {'yes' if r['met'] else 'NO'} | "
             f"{_fmt_s(r['verdict_s_p50'], horizon)} / {_fmt_s(r['verdict_s_p95'], horizon)} | "
-            f"{_fmt_s(r['canary_requests_p95'], math.inf) if math.isfinite(r['canary_requests_p95']) else '-'} | "
-            f"{opened} |"
+            f"{needed} | {opened} |"
         )
     return "\n".join(lines)
 

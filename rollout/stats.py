@@ -1,6 +1,7 @@
 """Small-sample statistics for the canary gates (pure Python: the gates must not need SciPy).
 
-Every gate asks "does the evidence rule this out?", never "is the point estimate fine?": a 10 % canary sees a few
+Every gate asks "does the evidence rule this out?", never "is the point estimate fine?": a 10 % canary sees
+a few
 hundred requests and a handful of errors, where normal approximations of a proportion are badly wrong. So the
 bounds here are score (Wilson) intervals with a continuity correction, which keep their coverage down to zero
 counts, and rate ratios are bounded through the conditional binomial (the share of all errors that fell on the
@@ -67,7 +68,8 @@ def _exact_bounds(k: int, n: float, alpha: float) -> tuple[float, float]:
 def wilson_bounds(successes: float, n: float, z: float) -> tuple[float, float]:
     """(lower, upper) one-sided bounds of a proportion, each holding with confidence Phi(z).
 
-    Exact (Clopper-Pearson) when fewer than EXACT_BELOW events or non-events were seen, where the score interval
+    Exact (Clopper-Pearson) when fewer than EXACT_BELOW events or non-events were seen, where the score
+    interval
     is too optimistic (its lower bound lies above p far more often than alpha at one event in thousands);
     otherwise the Wilson score interval with continuity correction (Newcombe 1998, method 4). n = 0: (0, 1).
     """
@@ -90,7 +92,8 @@ def wilson_bounds(successes: float, n: float, z: float) -> tuple[float, float]:
 def proportion_diff_bounds(
     success_a: float, n_a: float, success_b: float, n_b: float, z: float
 ) -> tuple[float, float]:
-    """(lower, upper) bounds of p_a - p_b from the two Wilson intervals (Newcombe's hybrid score method 10)."""
+    """(lower, upper) bounds of p_a - p_b from the two Wilson intervals (Newcombe's hybrid score method
+    10)."""
     pa = success_a / n_a if n_a > 0 else 0.0
     pb = success_b / n_b if n_b > 0 else 0.0
     la, ua = wilson_bounds(success_a, n_a, z)
@@ -107,7 +110,8 @@ def rate_ratio_bounds(
     """(lower, upper) bounds of the ratio of event rates (events_a/n_a) / (events_b/n_b).
 
     Given the total number of events, the share that fell on side a is binomial with
-    pi = r n_a / (r n_a + n_b), where r is the rate ratio: bound pi, then map it back to r. Exact in the Poisson
+    pi = r n_a / (r n_a + n_b), where r is the rate ratio: bound pi, then map it back to r. Exact in the
+    Poisson
     limit (rare events) and conservative for binomial ones. No events: nothing is known, (0, inf).
     """
     if n_a <= 0 or n_b <= 0:

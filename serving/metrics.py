@@ -57,7 +57,8 @@ class ServiceMetrics:
     def request(
         self, model_version: str, route: str, status: int, latency_ms: float, environment: str | None = None
     ) -> None:
-        """``environment`` overrides this replica's own, e.g. the router counting a canary call that failed."""
+        """``environment`` overrides this replica's own, e.g. the router counting a canary call that
+        failed."""
         self.requests.inc(1, tags=self._tags(model_version, environment, route=route, status=str(status)))
         self.latency.observe(latency_ms, tags=self._tags(model_version, environment, route=route))
 

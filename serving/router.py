@@ -10,7 +10,8 @@ production's model itself, so stable traffic costs no hop beyond the proxy; thos
 counted exactly as production's app would (environment ``production``, serving/endpoint.py), and only the
 canary's share goes out through a handle.
 
-A canary call that fails (raises, times out, or answers 5xx) is retried on stable so that the user does not pay
+A canary call that fails (raises, times out, or answers 5xx) is retried on stable so that the user does not
+pay
 for a broken canary. The failure itself still counts against the canary: an answered 5xx is counted by the
 canary app that answered it; a call that raised or timed out is counted here as a 503 under
 ``environment=canary, model_version=<canary_version>`` (the contract in coord/OWNERS.md), so the gate's

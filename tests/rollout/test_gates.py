@@ -1,4 +1,5 @@
-"""The canary decision logic and its statistics (pure functions: no servers), and the bench's traffic simulator."""
+"""The canary decision logic and its statistics (pure functions: no servers), and the bench's traffic
+simulator."""
 
 from __future__ import annotations
 
@@ -291,7 +292,8 @@ def test_homogeneity_test_separates_same_from_shifted():
 @pytest.mark.parametrize("n", [10, 30, 150, 400])
 @pytest.mark.parametrize("p", [0.001, 0.005, 0.02, 0.1, 0.5, 0.98])
 def test_proportion_bounds_hold_their_confidence_exactly(alpha, n, p):
-    """Exact binomial probability that a bound lands on the wrong side of the true p: <= alpha, with 1.6x slack
+    """Exact binomial probability that a bound lands on the wrong side of the true p: <= alpha, with 1.6x
+    slack
     for the score interval above EXACT_BELOW events (its known small excess)."""
     z = stats.z_for(alpha)
     pmf = [math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)]

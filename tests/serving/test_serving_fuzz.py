@@ -1,5 +1,6 @@
 """Every endpoint of an environment app and of the public router, fed any body: a 4xx with a message, never
-a 5xx, and no replica restarted (issue 15.1). Runs against the session's live service (tests/serving/conftest.py).
+a 5xx, and no replica restarted (issue 15.1). Runs against the session's live service
+(tests/serving/conftest.py).
 """
 
 import json
