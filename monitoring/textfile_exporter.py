@@ -47,7 +47,9 @@ def serve(directory: Path, host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m monitoring.textfile_exporter", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m monitoring.textfile_exporter", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--dir", required=True, help="directory of *.prom files")
     p.add_argument("--listen", default="127.0.0.1:9392", help="HOST:PORT")
     a = p.parse_args(argv)

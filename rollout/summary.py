@@ -65,6 +65,9 @@ def table(reports: list[dict], failed: int, total: int) -> str:
 
     lines = [line(header), "-+-".join("-" * w for w in widths), *map(line, body), ""]
     for rep in reports:
+        steps = " → ".join(f"{s['stage']} {'pass' if s['passed'] else 'FAIL'}" for s in rep["stages"])
+        lines.append(f"{rep['model_version']} steps: {steps}")
+    for rep in reports:
         lines.append(
             f"{rep['model_version']}: {rep['outcome'].upper()} (stable was {rep['stable_version'] or 'none'}) "
             f"- {rep['reason']}"
@@ -92,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                     {
                         "stage": s["stage"],
                         "passed": s["passed"],
+                        "verdict": s.get("verdict"),
                         "checks": {c["name"]: c["passed"] for c in s["checks"]},
                     }
                     for s in r["stages"]
