@@ -105,7 +105,7 @@ class FakeBackend:
 
 @dataclasses.dataclass
 class Traffic:
-    """Evidence as Prometheus would count it: per side, requests per second × weight share since `since`."""
+    """Evidence as Prometheus would count it: per side, requests per second x the side's share of the route."""
 
     clock: FakeClock
     backend: FakeBackend

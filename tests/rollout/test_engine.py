@@ -239,7 +239,7 @@ def test_pause_request_holds_at_the_step_boundary_and_resume_request_continues(t
     rig.on_sleep = operator
     state = rig.start()
     assert state["status"] == "promoted"
-    step, weight = seen["paused_at"]
+    _step, weight = seen["paused_at"]
     assert weight == 0.05  # held at the step reached, no further
 
 
@@ -279,7 +279,7 @@ def test_a_second_start_is_refused_while_one_is_active(tmp_path, registry):
     rig.backend.kill_at = 5
     with pytest.raises(Killed):
         rig.start()
-    with pytest.raises(engine.Refused, match="resume.*abort"):
+    with pytest.raises(engine.Refused, match=r"resume.*abort"):
         rig.start()
 
 
