@@ -14,11 +14,11 @@ from serving import metric_names as m
 
 
 def client_failures(metrics_url: str) -> tuple[int, int]:
-    """(failed, total) requests the load generator counted, from its /metrics page."""
+    """(failed, total) requests the load generator counted, /predict and /feedback, from its /metrics page."""
     text = httpx.get(metrics_url, timeout=10).text
     failed = total = 0
     for line in text.splitlines():
-        if not line.startswith(m.CLIENT_REQUESTS_TOTAL + "{"):
+        if not line.startswith((m.CLIENT_REQUESTS_TOTAL + "{", m.CLIENT_FEEDBACK_TOTAL + "{")):
             continue
         labels, value = line.rsplit(" ", 1)
         count = int(float(value))
@@ -72,7 +72,7 @@ def table(reports: list[dict], failed: int, total: int) -> str:
             f"{rep['model_version']}: {rep['outcome'].upper()} (stable was {rep['stable_version'] or 'none'}) "
             f"- {rep['reason']}"
         )
-    lines.append(f"client-side failed requests across the demo: {failed} of {total}")
+    lines.append(f"client-side failed requests across the demo (/predict and /feedback): {failed} of {total}")
     return "\n".join(lines)
 
 
