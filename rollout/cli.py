@@ -302,7 +302,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def plan_text(settings: dict[str, Any], version: str, skip_analysis: bool) -> str:
     import dataclasses
 
-    from rollout import aliases, strategy
+    from rollout import aliases, gates, strategy
 
     strat = strategy.load(settings.get("strategy"), skip_analysis=skip_analysis)
     backend = settings["backend"] + (
@@ -353,10 +353,8 @@ def plan_text(settings: dict[str, Any], version: str, skip_analysis: bool) -> st
             lines += [
                 f"   every {a.interval_s:g} s: evidence from backend.prometheus_url() (canary vs production since the weight applied)",
                 f"   after {a.window_s:g} s the gates decide: pass → next step; fail → roll back; inconclusive → window extended up to {a.max_window_s:g} s, then roll back",
-                f"   error_rate: >= {t.min_requests} requests per side, 95% upper bound of the increase <= {t.max_error_rate_increase}",
-                f"   p99_latency: candidate p99 <= min({t.max_p99_latency_ms:g} ms, stable x {t.max_p99_latency_ratio} + {t.p99_latency_slack_ms:g} ms)",
-                f"   online_accuracy: >= {t.min_feedback} feedback per side, 95% lower bound of the difference >= -{t.max_accuracy_drop}",
-                f"   class_shift: not (p < {t.class_shift_alpha} and TVD > {t.max_class_shift_tvd})",
+                f"   gates: {', '.join(g.__name__.removesuffix('_gate') for g in gates.GATES)} "
+                "(rollout/gates.py; docs/rollout.md, Canary gates)",
                 f"   thresholds: {json.dumps(dataclasses.asdict(t))}",
             ]
         elif a.kind == "pause":

@@ -60,7 +60,8 @@ def test_plan_on_every_shipped_inventory(inventory):
     # production hosts only [production], yet staging and the canary steps run (in its own namespaces)
     assert "backend.set_split(<production>, v2, 0.05)" in out
     assert out.count("analysis at weight") == 2
-    assert "min_requests" in out and "max_error_rate_increase" in out
+    assert "gates: error_rate, latency" in out or "gates: error_rate" in out
+    assert "min_requests" in out and "min_feedback" in out
     assert "backend.deploy(production, v2)" in out
     assert out.index("analysis at weight 0.25") < out.index("promote: production serves the candidate")
 
