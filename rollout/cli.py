@@ -334,6 +334,7 @@ def plan_text(settings: dict[str, Any], version: str, skip_analysis: bool) -> st
                 "   checks at backend.url(staging):",
                 "     smoke: /healthz and /version name the candidate, /predict answers, a malformed body gets 4xx, /feedback accepts",
                 f"     offline_eval: card's test split through /predict, within {s['card_tolerance']} of the card, accuracy >= {s['min_accuracy']}",
+                f"     champion: production scored on the same split through backend.url(production); candidate at most {s['champion_tolerance']} below it",
                 f"     load_test: {s['load_seconds']:g} s at concurrency {s['concurrency']}, 0 failures, p99 <= {s['slo_p99_ms']:g} ms",
                 "   any failure: roll back",
             ]

@@ -75,12 +75,14 @@ def prometheus_evidence(url: str) -> Evidence:
 
 
 def default_staging_check(
-    url: str, registry: str, version: str, settings: dict, thresholds: gates.Thresholds
+    url: str, champion_url: str | None, registry: str, version: str, settings: dict
 ) -> tuple[bool, dict]:
     from rollout import staging
 
     return staging.run(
         url=url,
+        champion_url=champion_url,
+        champion_tolerance=float(settings["champion_tolerance"]),
         registry=Path(registry),
         model_version=version,
         slo_p99_ms=float(settings["slo_p99_ms"]),
@@ -378,10 +380,10 @@ class Engine:
         self._deploy("staging", version, "rollout: staging")
         passed, record = self.staging_check(
             self.backend.url("staging"),
+            self.backend.url("production") if self.state["stable"] else None,
             self.registry,
             version,
             dict(self.strategy.staging),
-            self.strategy.thresholds,
         )
         self.state["records"].append(record)
         self.save()

@@ -14,6 +14,11 @@ def measure(prom: Prometheus, environment: str, model_version: str, window: str,
         return prom.scalar(expr, at, default=0.0) or 0.0
 
     p99 = prom.scalar(queries.p99_latency_ms(environment, model_version, window), at, default=None)
+    buckets = {
+        float(labels["le"]): value  # float() reads Prometheus' "+Inf" as math.inf
+        for labels, value in prom.query(queries.latency_buckets(environment, model_version, window), at)
+        if "le" in labels and not math.isnan(value)
+    }
     predictions = {
         labels.get("predicted_class", "?"): value
         for labels, value in prom.query(queries.predictions_by_class(environment, model_version, window), at)
@@ -28,6 +33,7 @@ def measure(prom: Prometheus, environment: str, model_version: str, window: str,
         feedback=count(queries.feedback(environment, model_version, window)),
         feedback_correct=count(queries.feedback_correct(environment, model_version, window)),
         predictions=predictions,
+        latency_buckets=buckets,
     )
 
 

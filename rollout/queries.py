@@ -49,6 +49,11 @@ def errors(env: str, version: str, window: str) -> str:
     return _growth(m.REQUESTS_TOTAL, sel, window)
 
 
+def latency_buckets(env: str, version: str, window: str) -> str:
+    """Cumulative /predict latency histogram over the window, one series per `le` (what the latency gate reads)."""
+    return _growth(m.REQUEST_LATENCY_MS_BUCKET, _selector(env, version, _PREDICT), window, by="le")
+
+
 def p99_latency_ms(env: str, version: str, window: str) -> str:
     sel = _selector(env, version, _PREDICT)
     return f"histogram_quantile(0.99, sum by (le) (rate({m.REQUEST_LATENCY_MS_BUCKET}{sel}[{check_window(window)}])))"

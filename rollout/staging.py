@@ -1,5 +1,11 @@
 """Staging checks of a candidate served in the staging app: smoke tests, offline evaluation on the model card's
-test split through the real endpoint, and a short load test against the latency SLO."""
+test split through the real endpoint, champion/challenger against production on that same split, and a short
+load test against the latency SLO.
+
+Every threshold comes from the caller (the inventory / strategy). Nothing here reads a threshold from the
+candidate's card or config: the card gives only the accuracy it claims (checked, never trusted), so a lenient
+registration gate in a training config (training/configs/digits_noisy.yaml) cannot loosen these checks.
+"""
 
 from __future__ import annotations
 
@@ -55,6 +61,23 @@ def smoke(client: httpx.Client, url: str, model_version: str, image: list) -> di
     )
 
 
+class ScoringError(RuntimeError):
+    pass
+
+
+def served_accuracy(client: httpx.Client, url: str, images: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy of whatever `url` serves on (images, labels), through its /predict."""
+    correct = 0
+    for start in range(0, len(images), BATCH):
+        batch = images[start : start + BATCH]
+        response = client.post(f"{url}/predict", json={"images": batch.tolist()})
+        if response.status_code != 200:
+            raise ScoringError(f"{url}/predict failed: {response.status_code} {response.text[:120]}")
+        predicted = [p["class"] for p in response.json()["predictions"]]
+        correct += int(np.sum(np.asarray(predicted) == labels[start : start + BATCH]))
+    return correct / len(labels)
+
+
 def offline_eval(
     client: httpx.Client,
     url: str,
@@ -64,21 +87,10 @@ def offline_eval(
     min_accuracy: float,
     tolerance: float,
 ) -> dict[str, Any]:
-    correct = 0
-    for start in range(0, len(images), BATCH):
-        batch = images[start : start + BATCH]
-        response = client.post(f"{url}/predict", json={"images": batch.tolist()})
-        if response.status_code != 200:
-            return _check(
-                "offline_eval",
-                False,
-                {"status": response.status_code},
-                {"status": 200},
-                f"/predict failed during evaluation: {response.status_code} {response.text[:120]}",
-            )
-        predicted = [p["class"] for p in response.json()["predictions"]]
-        correct += int(np.sum(np.asarray(predicted) == labels[start : start + BATCH]))
-    accuracy = correct / len(labels)
+    try:
+        accuracy = served_accuracy(client, url, images, labels)
+    except ScoringError as exc:
+        return _check("offline_eval", False, {}, {"status": 200}, f"during evaluation: {exc}")
     measured = {
         "accuracy": round(accuracy, 4),
         "card_accuracy": round(card_accuracy, 4),
@@ -109,6 +121,82 @@ def offline_eval(
         threshold,
         f"accuracy {accuracy:.4f} on {len(labels)} test images matches the card and is >= {min_accuracy}",
     )
+
+
+def champion_verdict(
+    candidate: str,
+    candidate_accuracy: float,
+    champion: str,
+    champion_accuracy: float,
+    samples: int,
+    tolerance: float,
+) -> dict[str, Any]:
+    """Champion/challenger on one test split: the candidate may be at most `tolerance` (accuracy) below
+    production. The split is fixed, not sampled, so this is a plain comparison of two measured numbers."""
+    drop = champion_accuracy - candidate_accuracy
+    measured = {
+        "candidate_accuracy": round(candidate_accuracy, 4),
+        "champion": champion,
+        "champion_accuracy": round(champion_accuracy, 4),
+        "samples": samples,
+    }
+    threshold = {"max_drop_to_champion": tolerance}
+    if drop > tolerance + 1e-12:
+        return _check(
+            "champion",
+            False,
+            measured,
+            threshold,
+            f"{candidate} scores {candidate_accuracy:.4f} on its test split ({samples} images), "
+            f"{drop:.4f} below production {champion}'s {champion_accuracy:.4f} (allowed {tolerance})",
+        )
+    return _check(
+        "champion",
+        True,
+        measured,
+        threshold,
+        f"{candidate} {candidate_accuracy:.4f} vs production {champion} {champion_accuracy:.4f} on the same "
+        f"{samples} images: within {tolerance}",
+    )
+
+
+def champion_check(
+    client: httpx.Client,
+    champion_url: str | None,
+    champion: str,
+    candidate: str,
+    candidate_accuracy: float,
+    images: np.ndarray,
+    labels: np.ndarray,
+    tolerance: float,
+) -> dict[str, Any]:
+    """Score production, as served, on the candidate's test split and compare (champion_verdict)."""
+    threshold = {"max_drop_to_champion": tolerance}
+    if not champion_url:
+        return _check(
+            "champion",
+            False,
+            {"champion": champion},
+            threshold,
+            f"production serves {champion} but no production URL was given to score it on {candidate}'s "
+            "test split",
+        )
+    version = client.get(f"{champion_url}/version")
+    served = version.json().get("model_version") if version.status_code == 200 else None
+    if served != champion:
+        return _check(
+            "champion",
+            False,
+            {"champion": champion, "served": served},
+            threshold,
+            f"{champion_url}/version answered {version.status_code} {version.text[:120]}, not production's "
+            f"{champion}: refusing to compare with the wrong model",
+        )
+    try:
+        accuracy = served_accuracy(client, champion_url, images, labels)
+    except ScoringError as exc:
+        return _check("champion", False, {"champion": champion}, threshold, f"scoring production: {exc}")
+    return champion_verdict(candidate, candidate_accuracy, champion, accuracy, len(labels), tolerance)
 
 
 def load_test(
@@ -168,10 +256,18 @@ def run(
     card_tolerance: float,
     load_seconds: float,
     concurrency: int,
+    champion_url: str | None = None,
+    champion_tolerance: float = 0.01,
 ) -> tuple[bool, dict[str, Any]]:
+    """All staging checks; champion_url is production's base URL (e.g. http://127.0.0.1:8010/production).
+
+    The champion is the registry's production alias: when there is one (other than the candidate itself) the
+    check runs, and without champion_url it fails rather than being skipped.
+    """
     reg = Registry(str(registry))
     images, labels = reg.test_split(model_version)
     card_accuracy = float(reg.card(model_version)["metrics"]["accuracy"])
+    champion = reg.alias_target("production")
     url = url.rstrip("/")
     with httpx.Client(timeout=30) as client:
         checks = [smoke(client, url, model_version, images[0].tolist())]
@@ -179,12 +275,26 @@ def run(
             checks.append(
                 offline_eval(client, url, images, labels, card_accuracy, min_accuracy, card_tolerance)
             )
+        if all(c["passed"] for c in checks) and champion and champion != model_version:
+            checks.append(
+                champion_check(
+                    client,
+                    champion_url.rstrip("/") if champion_url else None,
+                    champion,
+                    model_version,
+                    checks[1]["measured"]["accuracy"],
+                    images,
+                    labels,
+                    champion_tolerance,
+                )
+            )
         if all(c["passed"] for c in checks):
             checks.append(load_test(url, images, load_seconds, concurrency, slo_p99_ms))
     passed = all(c["passed"] for c in checks)
     record = {
         "stage": "staging",
         "model_version": model_version,
+        "champion": champion if champion != model_version else None,
         "passed": passed,
         "reasons": [f"{c['name']}: {c['reason']}" for c in checks if not c["passed"]],
         "checks": checks,

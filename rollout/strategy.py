@@ -41,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
         "card_tolerance": 0.01,
         "load_seconds": 10.0,
         "concurrency": 4,
+        # Champion/challenger: how far below production's accuracy on the candidate's test split it may be.
+        "champion_tolerance": 0.01,
     },
     # Seconds between the route reporting weight 0 and removing the canary (requests in flight finish).
     "drain": "3s",

@@ -9,7 +9,6 @@ from ray.serve import metrics
 
 from serving import metric_names as names
 
-LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
 CONFIDENCE_BOUNDARIES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
 
 
@@ -25,7 +24,7 @@ class ServiceMetrics:
         self.latency = metrics.Histogram(
             names.BASE_REQUEST_LATENCY_MS,
             description="Time to answer a request inside the service, in milliseconds.",
-            boundaries=LATENCY_BOUNDARIES_MS,
+            boundaries=names.LATENCY_BOUNDARIES_MS,
             tag_keys=(*common, names.ROUTE),
         )
         self.predictions = metrics.Counter(

@@ -9,9 +9,11 @@ backend calls) die like a SIGKILL right after the platform applied it; Killed is
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from rollout.backend import BackendError, Change
 from rollout.gates import Side
+from serving.metric_names import LATENCY_BOUNDARIES_MS
 
 
 class Killed(BaseException):
@@ -103,6 +105,10 @@ class FakeBackend:
         return "http://fake-prometheus"
 
 
+def _lognormal_cdf(x: float, median: float, sigma: float) -> float:
+    return 0.5 * (1 + math.erf(math.log(x / median) / (sigma * math.sqrt(2))))
+
+
 @dataclasses.dataclass
 class Traffic:
     """Evidence as Prometheus would count it: per side, requests per second x the side's share of the route."""
@@ -111,8 +117,8 @@ class Traffic:
     backend: FakeBackend
     rate: float = 100.0
     candidate_error_rate: float = 0.0
-    candidate_accuracy: float = 0.98
-    stable_accuracy: float = 0.98
+    candidate_accuracy: float = 1.0
+    stable_accuracy: float = 0.986
 
     def measure(self, env: str, version: str, window: str, now: float) -> Side:
         seconds = float(window.rstrip("s"))
@@ -130,13 +136,18 @@ class Traffic:
             feedback=feedback,
             feedback_correct=round(feedback * accuracy),
             predictions={str(c): requests * 2 / 10 for c in range(10)},
+            # the same log-normal latency (median 12 ms, sigma 0.5) on both sides
+            latency_buckets={
+                **{b: requests * _lognormal_cdf(b, 12.0, 0.5) for b in LATENCY_BOUNDARIES_MS},
+                math.inf: requests,
+            },
         )
 
     def series(self, env, version, start, end) -> dict:
         return {"error_rate": [], "p99_latency_ms": [], "accuracy": []}
 
 
-def passing_staging(url, registry, version, settings, thresholds):
+def passing_staging(url, champion_url, registry, version, settings):
     return True, {
         "stage": "staging",
         "passed": True,
@@ -145,7 +156,7 @@ def passing_staging(url, registry, version, settings, thresholds):
     }
 
 
-def failing_staging(url, registry, version, settings, thresholds):
+def failing_staging(url, champion_url, registry, version, settings):
     return False, {
         "stage": "staging",
         "passed": False,

@@ -45,25 +45,25 @@ def test_make_demo():
     assert outcomes["v2"]["outcome"] == "promoted"
     assert [s["stage"] for s in outcomes["v2"]["stages"]] == [
         "staging",
-        "canary@20%",
         "canary@50%",
+        "canary@80%",
         "production",
     ]
     assert all(all(s["checks"].values()) for s in outcomes["v2"]["stages"])
     assert [s["verdict"] for s in outcomes["v2"]["stages"][1:3]] == ["pass", "pass"]
     v3 = outcomes["v3"]
     assert v3["outcome"] == "rolled_back"
-    assert [s["stage"] for s in v3["stages"]] == ["staging", "canary@20%"]
+    assert [s["stage"] for s in v3["stages"]] == ["staging", "canary@50%"]
     assert all(v3["stages"][0]["checks"].values()), "v3 must pass staging and be caught at canary"
     assert v3["stages"][1]["checks"]["online_accuracy"] is False
     assert summary["client_failed_requests"] == 0
     assert summary["client_requests"] > 500
     for version in ("v2", "v3"):
         report = DEMO / f"report-{version}"
-        for name in ("rollout.json", "rollout.md", "rollout.png", "canary-20pct.json", "staging.json"):
+        for name in ("rollout.json", "rollout.md", "rollout.png", "canary-50pct.json", "staging.json"):
             assert (report / name).stat().st_size > 0, f"{report / name} missing"
     assert "client-side failed requests across the demo (/predict and /feedback): 0 of" in proc.stdout
-    assert "v2 steps: staging pass → canary@20% pass → canary@50% pass → production pass" in proc.stdout
+    assert "v2 steps: staging pass → canary@50% pass → canary@80% pass → production pass" in proc.stdout
 
     # the ledger of the demo verifies and shows both weight steps of v2 and v3's rollback
     history = subprocess.run(
@@ -76,7 +76,7 @@ def test_make_demo():
     assert history.returncode == 0, history.stderr
     entries = json.loads(history.stdout)
     weights = [e["changes"]["canary_weight"][1] for e in entries if e["event"] == "weight"]
-    assert weights == [0.2, 0.5, 1.0, 0.0, 0.2, 0.0]
+    assert weights == [0.5, 0.8, 1.0, 0.0, 0.5, 0.0]
     assert [e["changes"]["status"] for e in entries if e["event"] == "finish"] == [
         "promoted",
         "promoted",

@@ -22,7 +22,7 @@ from tests.rollout.fake_backend import (
 )
 from tests.serving.registry_fixture import write_registry
 
-FAST = {"analysis": {"window": "60s", "max_window": "120s", "interval": "10s"}, "drain": "1s"}
+FAST = {"analysis": {"window": "60s", "max_window": "180s", "interval": "10s"}, "drain": "1s"}
 
 
 @pytest.fixture
@@ -135,22 +135,22 @@ def test_inconclusive_extends_the_window_to_its_cap_then_rolls_back(tmp_path, re
     rig = Rig(tmp_path, registry, rate=1.0)  # 0.05 requests/s at the canary: never enough evidence
     state = rig.start()
     assert state["status"] == "rolled_back"
-    assert "still inconclusive at the 120 s cap" in state["reason"]
+    assert "still inconclusive at the 180 s cap" in state["reason"]
     record = state["records"][-1]
     assert record["verdict"] == "inconclusive"
-    assert record["window_end"] - record["window_start"] >= 120
+    assert record["window_end"] - record["window_start"] >= 180
     assert any("window extended" in line for line in rig.lines)
     assert_stable_restored(rig)
 
 
 def test_inconclusive_then_enough_evidence_passes_within_the_cap(tmp_path, registry):
-    # 100 requests/s: 5/s at 5 %, so 150 requests after 30 s < window; with rate 40 the 60 s window has 120
-    # canary requests (inconclusive), the extension reaches 150 at 75 s (< the 120 s cap).
-    rig = Rig(tmp_path, registry, rate=40.0)
+    # With no 5xx the error-rate gate needs a few hundred canary requests to pass: at 3 requests/s (60 x 5 %)
+    # the 60 s window is inconclusive and an extension within the 180 s cap passes.
+    rig = Rig(tmp_path, registry, rate=60.0)
     state = rig.start()
     assert state["status"] == "promoted", state["reason"]
     first = state["records"][1]
-    assert 60 < first["window_end"] - first["window_start"] <= 120
+    assert 60 < first["window_end"] - first["window_start"] <= 180
 
 
 def test_first_model_runs_staging_then_production_without_a_split(tmp_path, registry):
