@@ -122,15 +122,16 @@ def production_at(entries: list[dict[str, Any]], at: float) -> str | None:
         if entry["unix"] > at:
             break
         moved = entry.get("changes", {}).get("production")
-        if entry["event"] in ("alias", "rollback_to") and moved:
+        if entry["event"] == "alias" and moved:
             serving = moved[1]
     return serving
 
 
 def production_versions(entries: list[dict[str, Any]]) -> list[str]:
-    seen = []
+    """Every version the ledger shows serving production: before a production move (old) or after it (new)."""
+    seen: list[str] = []
     for entry in entries:
         moved = entry.get("changes", {}).get("production")
-        if entry["event"] in ("alias", "rollback_to") and moved and moved[1] and moved[1] not in seen:
-            seen.append(moved[1])
+        if entry["event"] == "alias" and moved:
+            seen += [v for v in moved if v and v not in seen]
     return seen

@@ -191,6 +191,9 @@ def test_rollback_to_resolves_versions_times_and_previous_from_the_ledger(tmp_pa
     assert rollback_to.resolve(entries, registry, "1970-01-01T00:50:00Z") == "v2"  # 3000 s: v2 promoted
     with pytest.raises(rollback_to.NotFound, match="no production version"):
         rollback_to.resolve(entries, registry, "1970-01-01T00:10:00Z")
+    # a version seen only as the old value of a production move served production too
+    only_old = [{"event": "alias", "changes": {"production": ["v0", "v1"]}}]
+    assert ledger.production_versions(only_old) == ["v0", "v1"]
     with pytest.raises(rollback_to.NotFound, match="never served production"):
         rollback_to.resolve(entries, registry, "v3")
     with pytest.raises(rollback_to.NotFound, match="neither a registered version"):
