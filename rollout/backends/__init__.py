@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rollout.backend import Backend
+from rollout.backend import Backend, BackendError
 
 NAMES = ("local", "kubernetes")
 
@@ -16,7 +16,11 @@ def load(name: str, settings: dict[str, Any]) -> Backend:
 
         return LocalBackend(settings)
     if name == "kubernetes":
-        from rollout.backends.gitops import GitOpsBackend
-
+        try:
+            from rollout.backends.gitops import GitOpsBackend
+        except ImportError as exc:  # until the gitops backend is merged beside this module
+            raise BackendError(
+                f"the gitops backend (rollout/backends/gitops.py) is not available: {exc}"
+            ) from None
         return GitOpsBackend(settings)
-    raise ValueError(f"unknown backend {name!r}; chiops_backend is one of {', '.join(NAMES)}")
+    raise BackendError(f"unknown backend {name!r}; chiops_backend is one of {', '.join(NAMES)}")
