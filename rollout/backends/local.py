@@ -236,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         settings = json.loads(Path(a.settings).read_text())
+        settings = settings.get("backend_settings", settings)  # the rollout's settings file, or bare settings
         versions = dict(v.split("=", 1) for v in a.version)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
