@@ -7,25 +7,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-STAGES = ("staging", "canary", "production")
 
-
-def load_stages(directory: Path) -> list[dict[str, Any]]:
-    return [
-        json.loads((directory / f"{s}.json").read_text())
-        for s in STAGES
-        if (directory / f"{s}.json").exists()
-    ]
-
-
-def build(directory: Path, model_version: str, stable_version: str | None, outcome: str, reason: str) -> dict:
+def build(
+    records: list[dict[str, Any]],
+    model_version: str,
+    stable_version: str | None,
+    outcome: str,
+    reason: str,
+    steps: list[str] | None = None,
+    skip_analysis: bool = False,
+) -> dict:
     return {
         "model_version": model_version,
         "stable_version": stable_version,
         "outcome": outcome,
         "reason": reason,
+        "skip_analysis": skip_analysis,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "stages": load_stages(directory),
+        "stages": records,
+        "steps": steps or [],
     }
 
 
@@ -44,6 +44,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"- outcome: **{report['outcome']}**",
         f"- reason: {report['reason']}",
         f"- finished: {report['finished']}",
+        f"- canary analysis skipped (--skip-analysis): {'yes' if report.get('skip_analysis') else 'no'}",
         "",
         "| stage | check | decision | measured | threshold | reason |",
         "|---|---|---|---|---|---|",
@@ -60,47 +61,60 @@ def markdown(report: dict[str, Any]) -> str:
                     check["reason"].replace("|", "/"),
                 )
             )
-    canary = next((s for s in report["stages"] if s["stage"] == "canary"), None)
-    if canary:
-        lines += [
-            "",
-            f"Canary window: {canary.get('window')} at weight {canary.get('weight')}; chart: rollout.png",
-        ]
+    for canary in _canaries(report):
+        lines.append(
+            f"\nCanary window {canary.get('window')} at weight {canary.get('weight')}; chart: rollout.png"
+        )
+    if report.get("steps"):
+        lines += ["", "## Steps", "", *[f"- {step}" for step in report["steps"]]]
     return "\n".join(lines) + "\n"
 
 
-def chart(canary: dict[str, Any], path: Path) -> None:
-    """Three panels over the analysis window: p99 latency, error rate, online accuracy, candidate vs stable."""
+def _canaries(report: dict[str, Any]) -> list[dict[str, Any]]:
+    def plotted(record: dict[str, Any]) -> bool:
+        return any(points for side in (record.get("series") or {}).values() for points in side.values())
+
+    return [s for s in report["stages"] if s["stage"].startswith("canary") and plotted(s)]
+
+
+def chart(canaries: list[dict[str, Any]], path: Path) -> None:
+    """Three panels over the analysis windows: p99 latency, error rate, online accuracy, candidate vs stable;
+    each weight step's window is shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
     fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
-    start = canary["window_start"]
+    start = canaries[0]["window_start"]
     panels = (
         ("p99_latency_ms", "p99 latency (ms)"),
         ("error_rate", "error rate"),
         ("accuracy", "online accuracy"),
     )
     for ax, (key, label) in zip(axes, panels, strict=True):
-        for side, style in (("stable", "tab:blue"), ("candidate", "tab:red")):
-            points = canary["series"][side].get(key, [])
-            version = canary[f"{side}_version"]
-            ax.plot(
-                [t - start for t, _ in points],
-                [v for _, v in points],
-                color=style,
-                marker=".",
-                label=f"{side} {version}",
-            )
+        for n, canary in enumerate(canaries):
+            for side, style in (("stable", "tab:blue"), ("candidate", "tab:red")):
+                points = canary["series"][side].get(key, [])
+                ax.plot(
+                    [t - start for t, _ in points],
+                    [v for _, v in points],
+                    color=style,
+                    marker=".",
+                    label=f"{side} {canary[f'{side}_version']}" if n == 0 else None,
+                )
+            ax.axvspan(canary["window_start"] - start, canary["window_end"] - start, alpha=0.06 * (n + 1))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[1].set_ylim(bottom=0)
     axes[0].legend(loc="best")
     axes[-1].set_xlabel("seconds since the canary took traffic")
-    verdict = "promoted" if canary["passed"] else "rejected"
-    fig.suptitle(f"canary {canary['candidate_version']} vs stable {canary['stable_version']}: {verdict}")
+    weights = ", ".join(f"{c['weight']:g}" for c in canaries)
+    verdict = "passed" if all(c["passed"] for c in canaries) else "rejected"
+    fig.suptitle(
+        f"canary {canaries[0]['candidate_version']} vs stable {canaries[0]['stable_version']} "
+        f"at weights {weights}: {verdict}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -111,8 +125,11 @@ def write(directory: Path, report: dict[str, Any]) -> list[Path]:
     paths = [directory / "rollout.json", directory / "rollout.md"]
     paths[0].write_text(json.dumps(report, indent=2) + "\n")
     paths[1].write_text(markdown(report))
-    canary = next((s for s in report["stages"] if s["stage"] == "canary" and s.get("series")), None)
-    if canary:
+    for record in report["stages"]:
+        name = f"{record['stage'].replace('@', '-').replace('%', 'pct')}.json"
+        (directory / name).write_text(json.dumps(record, indent=2) + "\n")
+    canaries = _canaries(report)
+    if canaries:
         paths.append(directory / "rollout.png")
-        chart(canary, paths[-1])
+        chart(canaries, paths[-1])
     return paths

@@ -14,11 +14,11 @@ from serving import metric_names as m
 
 
 def client_failures(metrics_url: str) -> tuple[int, int]:
-    """(failed, total) requests the load generator counted, from its /metrics page."""
+    """(failed, total) requests the load generator counted, /predict and /feedback, from its /metrics page."""
     text = httpx.get(metrics_url, timeout=10).text
     failed = total = 0
     for line in text.splitlines():
-        if not line.startswith(m.CLIENT_REQUESTS_TOTAL + "{"):
+        if not line.startswith((m.CLIENT_REQUESTS_TOTAL + "{", m.CLIENT_FEEDBACK_TOTAL + "{")):
             continue
         labels, value = line.rsplit(" ", 1)
         count = int(float(value))
@@ -65,11 +65,14 @@ def table(reports: list[dict], failed: int, total: int) -> str:
 
     lines = [line(header), "-+-".join("-" * w for w in widths), *map(line, body), ""]
     for rep in reports:
+        steps = " → ".join(f"{s['stage']} {'pass' if s['passed'] else 'FAIL'}" for s in rep["stages"])
+        lines.append(f"{rep['model_version']} steps: {steps}")
+    for rep in reports:
         lines.append(
             f"{rep['model_version']}: {rep['outcome'].upper()} (stable was {rep['stable_version'] or 'none'}) "
             f"- {rep['reason']}"
         )
-    lines.append(f"client-side failed requests across the demo: {failed} of {total}")
+    lines.append(f"client-side failed requests across the demo (/predict and /feedback): {failed} of {total}")
     return "\n".join(lines)
 
 
@@ -92,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                     {
                         "stage": s["stage"],
                         "passed": s["passed"],
+                        "verdict": s.get("verdict"),
                         "checks": {c["name"]: c["passed"] for c in s["checks"]},
                     }
                     for s in r["stages"]

@@ -60,6 +60,12 @@ class ClientMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
+        self.feedback = Counter(
+            names.CLIENT_FEEDBACK_TOTAL.removesuffix("_total"),
+            "Feedback requests the load generator sent, by outcome.",
+            [names.OUTCOME],
+            registry=self.registry,
+        )
 
 
 @dataclass
@@ -149,6 +155,7 @@ class LoadGenerator:
                 ok = False
             summary.feedback_sent += 1
             summary.feedback_failed += 0 if ok else 1
+            self.metrics.feedback.labels("ok" if ok else "error").inc()
 
     async def _one(self, client, summary: Summary, sem, started: float, tasks: set) -> None:
         idx = self._rng.integers(0, len(self.images), size=self.batch)

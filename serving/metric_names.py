@@ -47,6 +47,7 @@ NO_MODEL_VERSION = "none"
 # Client side (serving/loadgen.py, prometheus_client).
 CLIENT_REQUESTS_TOTAL = "chiops_client_requests_total"  # labels: model_version, outcome
 CLIENT_LATENCY_SECONDS = "chiops_client_latency_seconds"  # histogram, label: model_version
+CLIENT_FEEDBACK_TOTAL = "chiops_client_feedback_total"  # label: outcome (failed /feedback counts)
 OUTCOME = "outcome"
 
 # Ray Serve's own metrics that the canary analysis can use alongside ours.

@@ -19,7 +19,8 @@ import pytest
 from prometheus_client import start_http_server
 
 from chi_scripts.metrics import write_lease_metric
-from rollout import gates, measure, monitoring
+from monitoring import generate as monitoring
+from rollout import gates, measure
 from rollout.prometheus import Prometheus
 from serving.loadgen import ClientMetrics, LoadGenerator
 from serving.metric_names import LATENCY_BOUNDARIES_MS, REQUEST_LATENCY_MS_BUCKET

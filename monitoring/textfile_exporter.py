@@ -6,7 +6,9 @@ chi_scripts' `chiops_lease_end_timestamp_seconds` from files, the same way a Cha
 
 from __future__ import annotations
 
+import argparse
 import http.server
+import sys
 from pathlib import Path
 
 
@@ -42,3 +44,19 @@ def serve(directory: Path, host: str, port: int) -> None:
         server.serve_forever()
     finally:
         server.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m monitoring.textfile_exporter", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--dir", required=True, help="directory of *.prom files")
+    p.add_argument("--listen", default="127.0.0.1:9392", help="HOST:PORT")
+    a = p.parse_args(argv)
+    host, _, port = a.listen.rpartition(":")
+    serve(Path(a.dir), host, int(port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

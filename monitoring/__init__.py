@@ -1,0 +1,1 @@
+"""Monitoring of the service: generated Prometheus rules and dashboard, the textfile exporter."""

@@ -1,0 +1,213 @@
+"""The engine on the real local backend (Ray Serve + Prometheus on this test's own ports, real traffic):
+a controller SIGKILLed in the canary step leaves the public route at a strategy weight (never half a state),
+`status` says so, `resume` finishes the promotion; a second rollout killed the same way is `abort`ed back to
+stable; `rollback --to` restores the first version; the ledger verifies; no client request failed.
+
+The gates' thresholds are lowered here (min_requests/min_feedback) so the windows fit a test: this file proves
+the engine's mechanics on the real platform; the gates' statistical power is the gate tests' subject.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import start_http_server
+
+from rollout import aliases
+from serving.loadgen import ClientMetrics, LoadGenerator
+from serving.registry import Registry
+from tests.rollout import bad_models
+from tests.rollout.platform import ROOT, isolated_vars, playbook_env, run_playbook
+from tests.serving.registry_fixture import write_registry
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BASE_PORT = 6500
+STRATEGY = {
+    "steps": [
+        {"weight": 0.3},
+        {"analysis": {"window": "20s"}},
+        {"weight": 0.6},
+        {"analysis": {"window": "15s"}},
+        {"weight": 1.0},
+    ],
+    "analysis": {"interval": "5s", "max_window": "150s"},
+    "thresholds": {"min_requests": 40, "min_feedback": 40},
+    "staging": {"load_seconds": 3},
+    "drain": "2s",
+}
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    registry = write_registry(
+        run_dir / "registry", versions=(("v1", 0, 8), ("v2", 0, 8)), aliases={"production": "v1"}
+    )
+    bad_models.add_variant(registry, "v1", "v3", bad_models.Inaccurate)
+    extra = isolated_vars(BASE_PORT, run_dir, registry)
+    extra["rollout_state_dir"] = str(run_dir / "rollout")
+    extra["rollout_strategy"] = STRATEGY
+    try:
+        run_playbook("local_platform.yml", extra)
+        # writes rollout_state_dir/settings.json from the inventory, as `start` would use it
+        run_playbook("rollout.yml", {**extra, "model_version": "v2", "rollout_action": "plan"})
+        yield extra
+    finally:
+        run_playbook("local_down.yml", extra, check=False)
+
+
+@pytest.fixture(scope="module")
+def traffic(platform):
+    images, labels = Registry(platform["chiops_registry"]).test_split("v1")
+    metrics = ClientMetrics()
+    server, _ = start_http_server(
+        platform["local_loadgen_metrics_port"], addr="127.0.0.1", registry=metrics.registry
+    )
+    gen = LoadGenerator(
+        f"http://127.0.0.1:{platform['local_serve_http_port']}",
+        images,
+        labels,
+        rate=10,
+        duration_s=1500,
+        batch=2,
+        feedback_delay_s=1.0,
+        metrics=metrics,
+    )
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("summary", gen.run()), daemon=True)
+    thread.start()
+    yield gen, result
+    gen.stop()
+    thread.join(timeout=60)
+    server.shutdown()
+
+
+def cli(platform, *args, timeout=900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rollout", *args, "--state-dir", platform["rollout_state_dir"]],
+        cwd=ROOT,
+        env=playbook_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def state(platform) -> dict:
+    path = f"{platform['rollout_state_dir']}/state.json"
+    return json.loads(Path(path).read_text()) if os.path.exists(path) else {}
+
+
+def public(platform) -> dict:
+    return httpx.get(f"http://127.0.0.1:{platform['local_serve_http_port']}/version", timeout=10).json()
+
+
+def start_and_kill_in_the_first_analysis(platform, version: str) -> dict:
+    settings = f"{platform['rollout_state_dir']}/settings.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rollout", "start", "--settings", settings, "--version", version],
+        cwd=ROOT,
+        env=playbook_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 600
+    try:
+        while True:
+            s = state(platform)
+            if s.get("version") == version and s.get("step") == 3 and s.get("window_start"):
+                break  # the canary takes 30 % and its analysis window runs
+            assert proc.poll() is None, f"the rollout ended before its canary step:\n{proc.stdout.read()}"
+            assert time.monotonic() < deadline, f"no canary step after 600 s: {s.get('log')}"
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    return state(platform)
+
+
+def test_killed_in_the_canary_step_then_status_and_resume_promote(platform, traffic):
+    killed = start_and_kill_in_the_first_analysis(platform, "v2")
+    assert killed["status"] == "running" and killed["weight"] == 0.3
+    route = public(platform)
+    # the route is exactly the persisted step: stable v1 plus the canary v2 at 30 %
+    assert route["canary_weight"] == 0.3
+    assert route["stable"]["model_version"] == "v1" and route["canary"]["model_version"] == "v2"
+
+    status = cli(platform, "status")
+    assert status.returncode == 0, status.stderr
+    assert "controller: not running" in status.stdout
+    assert "public route: canary weight 0.3" in status.stdout
+    assert "`rollout resume` continues" in status.stdout
+
+    resumed = cli(platform, "resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr
+    final = state(platform)
+    assert final["status"] == "promoted"
+    assert [r["stage"] for r in final["records"]] == ["staging", "canary@30%", "canary@60%", "production"]
+    route = public(platform)
+    assert route["canary_weight"] == 0.0 and route["canary"] is None
+    assert route["stable"]["model_version"] == "v2"
+    reg = aliases.read(platform["chiops_registry"])["aliases"]
+    assert (reg["production"], reg["previous"], reg["canary"]) == ("v2", "v1", None)
+    report = json.loads(Path(final["report_dir"], "rollout.json").read_text())
+    assert report["outcome"] == "promoted"
+    assert os.path.getsize(f"{final['report_dir']}/rollout.png") > 0
+
+
+def test_killed_again_then_abort_restores_stable(platform, traffic):
+    killed = start_and_kill_in_the_first_analysis(platform, "v3")
+    assert killed["weight"] == 0.3 and public(platform)["canary"]["model_version"] == "v3"
+    aborted = cli(platform, "abort", "--reason", "test")
+    assert aborted.returncode == 0, aborted.stdout[-3000:] + aborted.stderr
+    assert state(platform)["status"] == "rolled_back"
+    route = public(platform)
+    assert route["canary_weight"] == 0.0 and route["canary"] is None
+    assert route["stable"]["model_version"] == "v2"
+    reg = aliases.read(platform["chiops_registry"])["aliases"]
+    assert (reg["production"], reg["previous"], reg["canary"], reg["staging"]) == ("v2", "v1", None, None)
+    assert cli(platform, "abort").returncode == 2  # nothing active any more
+
+
+def test_rollback_to_the_first_version_and_the_ledger(platform, traffic):
+    settings = f"{platform['rollout_state_dir']}/settings.json"
+    back = cli(platform, "rollback", "--settings", settings, "--to", "v1")
+    assert back.returncode == 0, back.stdout + back.stderr
+    route = public(platform)
+    assert route["stable"]["model_version"] == "v1" and route["canary_weight"] == 0.0
+    reg = aliases.read(platform["chiops_registry"])["aliases"]
+    assert (reg["production"], reg["previous"]) == ("v1", "v2")
+
+    history = cli(platform, "history", "--json")
+    assert history.returncode == 0, history.stderr
+    entries = json.loads(history.stdout)
+    weights = [e["changes"]["canary_weight"][1] for e in entries if e["event"] == "weight"]
+    # v2: 0.3 (killed in its analysis; resume continues that analysis), 0.6, 1.0, 0.0;
+    # v3: 0.3 (killed), abort 0.0; rollback --to 0.0
+    assert weights == [0.3, 0.6, 1.0, 0.0, 0.3, 0.0, 0.0]
+    assert entries[-1]["event"] == "rollback_to" and entries[-1]["changes"]["target"] == "v1"
+
+
+def test_no_client_request_failed(platform, traffic):
+    gen, _ = traffic
+    time.sleep(3)  # feedback of the last predictions
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in gen.metrics.registry.collect()
+        for s in family.samples
+        if s.name in ("chiops_client_requests_total", "chiops_client_feedback_total")
+    }
+    failed = {k: v for k, v in samples.items() if dict(k[1]).get("outcome") != "ok" and v}
+    ok = sum(v for k, v in samples.items() if dict(k[1]).get("outcome") == "ok")
+    assert ok > 1000 and failed == {}, samples
