@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule scenarios to run (default: every role that has one), e.g. `make molecule ROLES="base firewall"`.
 ROLES ?= $(sort $(patsubst roles/%/molecule/default/molecule.yml,%,$(wildcard roles/*/molecule/default/molecule.yml)))
 
-.PHONY: install help venv molecule-host lint pytest molecule test demo bench clean
+.PHONY: install help venv molecule-host kube-apiserver lint pytest molecule test demo bench clean
 
 install: venv
 	@echo "chiops installed: $(VENV)/bin/chiops (source $(VENV)/bin/activate; chiops --help)"
@@ -30,6 +30,10 @@ venv:
 molecule-host:
 	@tools/molecule-host.sh
 
+# kube-apiserver + kubectl built from Debian's source package for tests/kube (cold ~10+ min, then cached).
+kube-apiserver:
+	@nice -n 10 tools/kube-apiserver.sh >/dev/null
+
 lint: venv
 	ruff check .
 	ruff format --check .
@@ -38,7 +42,7 @@ lint: venv
 	actionlint .github/workflows/*.yml
 	python tools/secret_scan.py
 
-pytest: venv
+pytest: venv kube-apiserver
 	python -m pytest
 
 molecule: venv molecule-host
