@@ -162,6 +162,8 @@ class DesiredStateRepo:
     def commit(self, env: str, message: str) -> str | None:
         """Commit environments/<env>/ only; None when it did not change."""
         path = f"{ENVIRONMENTS_DIR}/{env}"
+        if not (self.dir / path).exists() and not self.git("ls-files", "--", path).stdout:
+            return None  # absent in git and on disk: nothing to commit
         self.git("add", "-A", "--", path)
         if self.git("diff", "--cached", "--quiet", check=False).returncode == 0:
             return None

@@ -231,9 +231,14 @@ def cluster(kube_api):
     return kube_api
 
 
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    root = tmp_path_factory.mktemp("registry")
+    return write_registry(root, versions=(("v1", 0, 1), ("v2", 1, 1)), aliases={})
+
+
 @pytest.fixture
-def setup(cluster, tmp_path):
-    registry = write_registry(tmp_path / "registry", versions=(("v1", 0, 1), ("v2", 1, 1)), aliases={})
+def setup(cluster, registry, tmp_path):
     remote = tmp_path / "desired-state.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
     server = VersionServer()
