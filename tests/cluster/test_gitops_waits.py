@@ -30,6 +30,7 @@ from rollout.backend import BackendError
 from rollout.backends import load
 from tests.cluster.rendering import ROOT
 from tests.cluster.upstream import upstream_dir
+from tests.kube import apiserver
 from tests.serving.registry_fixture import write_registry
 
 STAND_IN = {"chiops.io/test-stand-in": "true"}
@@ -216,7 +217,17 @@ class StatusWriter:
 
 
 @pytest.fixture(scope="module")
-def cluster(kube_api):
+def cluster(tmp_path_factory):
+    """An API server of this module's own: the stand-in CRDs take the real kinds' names, so they must not meet
+    tests that apply the upstream CRDs to the session's shared server."""
+    kube_api = apiserver.start(tmp_path_factory.mktemp("kube-gitops"))
+    try:
+        yield prepare(kube_api)
+    finally:
+        kube_api.stop()
+
+
+def prepare(kube_api):
     for crd in (
         stand_in_crd("ray.io", "RayService", "rayservices"),
         stand_in_crd("gateway.networking.k8s.io", "HTTPRoute", "httproutes"),
