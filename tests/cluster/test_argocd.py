@@ -20,12 +20,13 @@ def test_rendered_argocd_manifests_validate(argocd_dir):
     assert set(kinds) == {"ConfigMap", "Application", "ApplicationSet"}
     appset = kinds["ApplicationSet"]
     assert appset["spec"]["goTemplate"] is True
-    # a production cluster hosts the canary too (inventories/canary is shared_with production); the git
-    # directory generator makes an Application only for a directory the rollout has pushed, and none
-    # for a wildcard that could match an environment this cluster does not host
+    # a production cluster hosts the canary (inventories/canary is shared_with production) and the rollout's
+    # staging checks too. The git directory generator makes an Application only for a directory the rollout
+    # has pushed, and lists no wildcard that could match an environment this cluster does not host.
     (generator,) = appset["spec"]["generators"]
     assert generator["git"]["repoURL"] == "https://git.example.org/chiops/desired-state.git"
     assert [d["path"] for d in generator["git"]["directories"]] == [
+        "environments/staging",
         "environments/canary",
         "environments/production",
     ]
