@@ -11,7 +11,7 @@ import yaml
 
 from rollout.backend import Backend, BackendError
 from rollout.backends import load
-from rollout.backends.gitops import DesiredStateRepo
+from rollout.backends.gitops import DesiredStateRepo, rayservice_state, route_state
 from tests.serving.registry_fixture import write_registry
 
 
@@ -152,3 +152,43 @@ def test_bad_requests_are_refused_before_anything_is_pushed(world):
     assert git(remote, "log", "--format=%s", "main") == "desired state: initial commit"
     with pytest.raises(BackendError, match="chiops_desired_state_repo"):
         load("kubernetes", {"chiops_registry": settings["chiops_registry"]})
+
+
+def rayservice(generation, observed, version="v2", **conditions):
+    return {
+        "metadata": {"generation": generation, "labels": {"chiops.io/model-version": version}},
+        "status": {
+            "observedGeneration": observed,
+            "conditions": [{"type": t, "status": s} for t, s in conditions.items()],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("obj", "missing"),
+    [
+        (rayservice(2, 2, Ready="True"), None),
+        # the previous generation is still Ready: what a Ready-only wait accepted
+        (rayservice(2, 1, Ready="True"), "observed generation 1, the spec is at 2"),
+        (rayservice(2, 2, Ready="True", UpgradeInProgress="True"), "UpgradeInProgress"),
+        (rayservice(2, 2, Ready="False"), "not Ready"),
+        (rayservice(2, 2, version="v1", Ready="True"), "carries v1, not v2"),
+    ],
+)
+def test_the_rayservice_decision(obj, missing):
+    result = rayservice_state(obj, "v2")
+    assert result == missing if missing is None else missing in result
+
+
+def test_the_route_decision_needs_the_current_generation_accepted():
+    route = {
+        "metadata": {"generation": 3},
+        "spec": {"rules": [{"backendRefs": [{"weight": 90}, {"weight": 10}]}]},
+        "status": {
+            "parents": [{"conditions": [{"type": "Accepted", "status": "True", "observedGeneration": 2}]}]
+        },
+    }
+    assert "has not accepted generation 3" in route_state(route, [90, 10])
+    route["status"]["parents"][0]["conditions"][0]["observedGeneration"] = 3
+    assert route_state(route, [90, 10]) is None
+    assert "live weights [90, 10], want [75, 25]" in route_state(route, [75, 25])
