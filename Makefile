@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule scenarios to run (default: every role that has one), e.g. `make molecule ROLES="base firewall"`.
 ROLES ?= $(sort $(patsubst roles/%/molecule/default/molecule.yml,%,$(wildcard roles/*/molecule/default/molecule.yml)))
 
-.PHONY: help venv molecule-host lint pytest molecule test demo bench clean
+.PHONY: help venv molecule-host kube-apiserver lint pytest molecule test demo bench clean
 
 help:
 	@echo "make demo   - run the whole pipeline on this machine (inventories/local); KEEP=1 leaves it running"
@@ -24,6 +24,10 @@ venv:
 molecule-host:
 	@tools/molecule-host.sh
 
+# kube-apiserver + kubectl built from Debian's source package for tests/kube (cold ~10+ min, then cached).
+kube-apiserver:
+	@nice -n 10 tools/kube-apiserver.sh >/dev/null
+
 lint: venv
 	ruff check .
 	ruff format --check .
@@ -31,7 +35,7 @@ lint: venv
 	ansible-lint --offline --profile production
 	actionlint .github/workflows/ci.yml
 
-pytest: venv
+pytest: venv kube-apiserver
 	python -m pytest
 
 molecule: venv molecule-host
