@@ -17,7 +17,9 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
 def test_committed_files_are_what_the_generator_writes():
-    assert monitoring.RULES_PATH.read_text() == monitoring.render_rules(), "run python -m rollout.monitoring"
+    assert monitoring.RULES_PATH.read_text() == monitoring.render_rules(), (
+        "run python -m rollout.monitoring"
+    )
     assert monitoring.DASHBOARD_PATH.read_text() == monitoring.render_dashboard()
 
 
