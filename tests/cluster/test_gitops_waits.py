@@ -40,7 +40,14 @@ def stand_in_crd(group: str, kind: str, plural: str) -> dict:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}", "labels": STAND_IN},
+        "metadata": {
+            "name": f"{plural}.{group}",
+            "labels": STAND_IN,
+            # The API server refuses a CRD in a *.k8s.io group without it (the upstream Gateway API CRDs carry it).
+            "annotations": {
+                "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/891"
+            },
+        },
         "spec": {
             "group": group,
             "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
