@@ -152,19 +152,26 @@ def serve_chiops(registry: str, variant: str, http_port: int, key_file: str) -> 
 
 
 def ensure_registry(path: str | None, workdir: Path) -> str:
-    if path and (Path(path) / "index.json").exists():
-        return path
-    from tests.serving.registry_fixture import write_registry
+    from model_registry import Registry
 
-    log(f"no registry at {path!r}: training a tiny model for the bench in {workdir}")
-    return str(write_registry(workdir / "registry", versions=(("v1", 0, 5),), aliases={"production": "v1"}))
+    if path and Registry(path).alias_target("production"):
+        return path
+    from training.config import load_config
+    from training.pipeline import run
+
+    log(f"no production model in {path!r}: training the reference recipe (5 epochs) for the bench in {workdir}")
+    config = load_config(ROOT / "training" / "configs" / "digits.yaml", ["train.epochs=5", "train.patience=6"])
+    run(config, workdir / "run")
+    root = workdir / "registry"
+    Registry(root).register(workdir / "run", None, ["production"], reason="bench")
+    return str(root)
 
 
 def write_bodies(registry: str, workdir: Path, images_per_request: int) -> str:
-    from serving.registry import Registry
+    from model_registry import Registry
 
     reg = Registry(registry)
-    images, _ = reg.test_split(reg.resolve("production"))
+    images, _ = reg.test_split(reg.require("production"))
     bodies = [
         json.dumps({"images": images[i : i + images_per_request].tolist()})
         for i in range(0, min(len(images), 50 * images_per_request), images_per_request)

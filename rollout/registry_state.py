@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from serving.registry import ALIASES, Registry
+from model_registry import ALIASES, Registry
 
 
 def state(root: str) -> dict:

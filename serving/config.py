@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from serving.registry import Registry, RegistryError
+from model_registry import Registry, RegistryError
 from serving.split import check_weight
 from serving.tokens import KEY_FILE_ENV, ensure_key_file
 
@@ -70,9 +70,9 @@ def resolve_versions(registry: str, environments, versions: dict | None = None) 
         if env not in ENVIRONMENTS:
             raise ValueError(f"unknown environment {env!r}; expected one of {ENVIRONMENTS}")
         if env in versions:
-            out[env] = reg.resolve(versions[env])
+            out[env] = reg.require(versions[env])
         elif reg.alias_target(env) is not None:
-            out[env] = reg.resolve(env)
+            out[env] = reg.require(env)
     return out
 
 

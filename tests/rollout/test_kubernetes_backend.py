@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.rollout.platform import ROOT, run_playbook
-from tests.serving.registry_fixture import write_registry
+from tests.trained_registry import build_registry
 
 pytestmark = [pytest.mark.slow]
 
@@ -23,9 +23,7 @@ def git(repo, *args) -> str:
 
 @pytest.fixture
 def setup(tmp_path):
-    registry = write_registry(
-        tmp_path / "registry", versions=(("v1", 0, 2), ("v2", 1, 2)), aliases={"production": "v1"}
-    )
+    registry = build_registry(tmp_path / "registry", versions=((0, 2), (1, 2)), aliases={"production": "v1"})
     repo = tmp_path / "gitops"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
