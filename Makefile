@@ -10,19 +10,28 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule scenarios to run (default: every role that has one), e.g. `make molecule ROLES="base firewall"`.
 ROLES ?= $(sort $(patsubst roles/%/molecule/default/molecule.yml,%,$(wildcard roles/*/molecule/default/molecule.yml)))
 
-.PHONY: help venv molecule-host lint pytest molecule test demo bench clean
+.PHONY: help venv molecule-host image image-push lint pytest molecule test demo bench clean
 
 help:
 	@echo "make demo   - run the whole pipeline on this machine (inventories/local); KEEP=1 leaves it running"
 	@echo "make test   - every test: lint, pytest, and each role's Molecule scenario"
 	@echo "make lint   - ruff, yamllint, ansible-lint (production profile), actionlint"
 	@echo "make bench  - benchmarks in bench/ (ratios measured in one run)"
+	@echo "make image  - the serving image (podman, cached on the hash of its inputs)"
+	@echo "make image-push IMAGE_REGISTRY=host:port - push it, print its reference by digest"
 
 venv:
 	@tools/venv.sh $(VENV)
 
 molecule-host:
 	@tools/molecule-host.sh
+
+image: venv
+	@tools/image.sh >/dev/null
+
+# e.g. make image-push IMAGE_REGISTRY=registry.example.org:5000 (prints the reference by digest)
+image-push: venv
+	@tools/image-push.sh "$(IMAGE_REGISTRY)" $(PUSH_OPTS)
 
 lint: venv
 	ruff check .
@@ -37,7 +46,7 @@ pytest: venv
 molecule: venv molecule-host
 	@tools/molecule-all.sh $(ROLES)
 
-test: lint pytest molecule
+test: lint image pytest molecule
 
 demo: venv
 	@tools/demo.sh

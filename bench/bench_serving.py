@@ -159,8 +159,12 @@ def ensure_registry(path: str | None, workdir: Path) -> str:
     from training.config import load_config
     from training.pipeline import run
 
-    log(f"no production model in {path!r}: training the reference recipe (5 epochs) for the bench in {workdir}")
-    config = load_config(ROOT / "training" / "configs" / "digits.yaml", ["train.epochs=5", "train.patience=6"])
+    log(
+        f"no production model in {path!r}: training the reference recipe (5 epochs) for the bench in {workdir}"
+    )
+    config = load_config(
+        ROOT / "training" / "configs" / "digits.yaml", ["train.epochs=5", "train.patience=6"]
+    )
     run(config, workdir / "run")
     root = workdir / "registry"
     Registry(root).register(workdir / "run", None, ["production"], reason="bench")

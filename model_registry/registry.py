@@ -109,7 +109,9 @@ class Registry:
         try:
             index = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RegistryError(f"{self.store.url(INDEX)} is not valid JSON ({exc}); restore it from a backup") from None
+            raise RegistryError(
+                f"{self.store.url(INDEX)} is not valid JSON ({exc}); restore it from a backup"
+            ) from None
         if not isinstance(index, dict) or not isinstance(index.get("versions"), dict):
             raise RegistryError(f"{self.store.url(INDEX)} lacks the 'versions' object")
         if not isinstance(index.get("aliases"), dict):
@@ -225,7 +227,9 @@ class Registry:
         return changes
 
     @staticmethod
-    def _record(index: dict[str, Any], event: str, changes: dict[str, Any], reason: str, **extra: Any) -> None:
+    def _record(
+        index: dict[str, Any], event: str, changes: dict[str, Any], reason: str, **extra: Any
+    ) -> None:
         index["history"].append(
             {"at": utc_now(), "event": event, "moves": changes, "reason": reason, "by": _actor(), **extra}
         )
@@ -310,7 +314,8 @@ class Registry:
     def _claim_version(self, index: dict[str, Any]) -> str:
         """The next free vN, claimed create-only. Existing directories count too: a writer that died before
         listing its version leaves an unlisted vN, and a number is never handed out twice while it exists."""
-        known = [*index["versions"], *self.store.list(VERSIONS)]
+        unlisted = [n for n in self.store.list(VERSIONS) if n not in index["versions"]]
+        known = [*index["versions"], *(n for n in unlisted if self.store.exists(f"{VERSIONS}/{n}"))]
         number = max([0, *(_version_number(v) for v in known)]) + 1
         deadline = time.monotonic() + self.contention_timeout_s
         while True:
@@ -357,7 +362,9 @@ class Registry:
             if not decision.passed:
 
                 def refused(index: dict[str, Any]) -> None:
-                    self._record(index, "refused", {}, "; ".join(decision.reasons), config=card["config"]["name"])
+                    self._record(
+                        index, "refused", {}, "; ".join(decision.reasons), config=card["config"]["name"]
+                    )
 
                 self._update(refused)
                 raise GateRefused(decision)
@@ -366,7 +373,12 @@ class Registry:
         except StoreError as exc:
             raise RegistryError(str(exc)) from None
         vdir = f"{VERSIONS}/{version}"
-        card = {**card, "version": version, "registered": utc_now(), "gate": decision.to_dict() if decision else None}
+        card = {
+            **card,
+            "version": version,
+            "registered": utc_now(),
+            "gate": decision.to_dict() if decision else None,
+        }
         try:
             for name in (*REQUIRED_FILES, *OPTIONAL_FILES):
                 if name != "card.json" and (artifact_dir / name).exists():
@@ -392,7 +404,9 @@ class Registry:
 
         def listed(index: dict[str, Any]) -> None:
             if version in index["versions"]:
-                raise RegistryError(f"{version} is already listed in {self.store.url(INDEX)}; versions are immutable")
+                raise RegistryError(
+                    f"{version} is already listed in {self.store.url(INDEX)}; versions are immutable"
+                )
             index["versions"][version] = entry
             changes = self._apply_moves(index, dict.fromkeys(set_aliases, version), None)
             self._record(index, "register", changes, reason, version=version, config=card["config"]["name"])
@@ -413,7 +427,8 @@ class Registry:
                 if not self.store.exists(f"{VERSIONS}/{version}/{name}"):
                     problems.append(f"{version} lacks {name}")
         for name in self.store.list(VERSIONS):
-            if name not in index["versions"]:
+            # some S3 servers list a prefix for a while after its last object went; it holds nothing
+            if name not in index["versions"] and self.store.exists(f"{VERSIONS}/{name}"):
                 problems.append(
                     f"{VERSIONS}/{name} is not listed in index.json (an unfinished write, or a writer died; "
                     "`registry gc` removes it once it is older than --min-age)"
@@ -426,9 +441,9 @@ class Registry:
         index = self.index()
         removed = self.store.sweep_temporaries()
         for name in self.store.list(VERSIONS):
-            if name in index["versions"]:
-                continue
             rel = f"{VERSIONS}/{name}"
+            if name in index["versions"] or not self.store.exists(rel):
+                continue
             claim = f"{rel}/{CLAIM}"
             age = self.store.age(claim) if self.store.exists(claim) else self.store.age(rel)
             if age >= min_age_seconds:

@@ -78,7 +78,9 @@ class LocalStore:
                     if exc.errno not in (errno.EAGAIN, errno.EACCES):
                         raise
                     if time.monotonic() > deadline:
-                        raise StoreError(f"{self.root}/.lock held for {timeout:.0f} s by another writer") from None
+                        raise StoreError(
+                            f"{self.root}/.lock held for {timeout:.0f} s by another writer"
+                        ) from None
                     time.sleep(0.01)
             try:
                 yield
@@ -189,7 +191,12 @@ class S3Store:
                 # the default, said out loud: conditional PUTs carry If-Match / If-None-Match
                 conditional_put="etag",
                 retry_config={"max_retries": 4, "retry_timeout": timedelta(seconds=60)},
-                client_options={"connect_timeout": timedelta(seconds=10), "timeout": timedelta(seconds=120)},
+                client_options={
+                    "connect_timeout": timedelta(seconds=10),
+                    "timeout": timedelta(seconds=120),
+                    # passing client options replaces obstore's reading of AWS_ALLOW_HTTP, so read it here
+                    "allow_http": os.environ.get("AWS_ALLOW_HTTP", "").lower() == "true",
+                },
             )
         except Exception as exc:  # obstore raises its own errors for a bad configuration
             raise StoreError(f"{url}: {exc}") from None
@@ -209,6 +216,11 @@ class S3Store:
         except (AlreadyExistsError, PreconditionError):
             raise Conflict(rel) from None
         except BaseError as exc:
+            if "NoSuchBucket" in str(exc):
+                raise StoreError(
+                    f"bucket {self.bucket} does not exist; create it once "
+                    f"(on Chameleon: openstack container create {self.bucket})"
+                ) from None
             # obstore's messages carry the URL and status, never the credentials
             raise StoreError(f"{self.url(rel)}: {str(exc).splitlines()[0]}") from None
 
@@ -288,7 +300,8 @@ class S3Store:
                 obstore.head(self.store, rel)
             return True
         except FileNotFoundError:
-            return bool(self.list(rel))
+            with self._errors(rel):  # a "directory": some object under the prefix
+                return any(batch for batch in obstore.list(self.store, rel.rstrip("/") + "/", chunk_size=1))
 
     def list(self, rel: str) -> list[str]:
         import obstore
@@ -312,11 +325,20 @@ class S3Store:
                 obstore.delete(self.store, paths)
 
     def age(self, rel: str) -> float:
+        """Seconds since an object, or the newest object under a prefix, was written."""
         import obstore
 
-        with self._errors(rel):
-            head = obstore.head(self.store, rel)
-        return time.time() - head["last_modified"].timestamp()
+        try:
+            with self._errors(rel):
+                return time.time() - obstore.head(self.store, rel)["last_modified"].timestamp()
+        except FileNotFoundError:
+            with self._errors(rel):
+                times = [
+                    o["last_modified"].timestamp() for b in obstore.list(self.store, rel + "/") for o in b
+                ]
+            if not times:
+                raise
+            return time.time() - max(times)
 
     def sweep_temporaries(self) -> list[str]:
         return []  # a PUT replaces an object whole: no temporary objects exist

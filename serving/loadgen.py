@@ -22,8 +22,8 @@ import httpx
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from serving import metric_names as names
 from model_registry import Registry
+from serving import metric_names as names
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNKNOWN_VERSION = "unknown"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
 
-from tests.s3_server import SeaweedS3
+from tests.s3_server import SeaweedS3, new_bucket_url
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +25,6 @@ def s3_server(tmp_path_factory):
             else:
                 os.environ[key] = value
         server.stop()
-
-
-def new_bucket_url(prefix: str = "registry") -> str:
-    return f"s3://chiops-{uuid.uuid4().hex[:12]}/{prefix}"
 
 
 @pytest.fixture(params=["dir", "s3"])

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -57,12 +58,15 @@ def server_args(weed: str, data: str, config: str, ip: str, bind: str, ports: di
         f"-ip.bind={bind}",
         "-master.telemetry=false",
         "-master.volumeSizeLimitMB=64",
-        "-volume.max=16",
+        # volumes are created sparse and grow as written; every bucket (a collection) takes several
+        "-volume.max=100",
         "-filer",
         "-s3",
         f"-s3.config={config}",
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
+        # like S3 itself: a "directory" exists only while objects are under it
+        "-s3.allowEmptyFolder=false",
     ]
     for name, port in ports.items():
         args += [f"-{name}.port={port}", f"-{name}.port.grpc={port + 10000}"]
@@ -91,12 +95,16 @@ class SeaweedS3:
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"weed exited with {self.proc.returncode}: see {self.workdir / 'weed.log'}")
+                raise RuntimeError(
+                    f"weed exited with {self.proc.returncode}: see {self.workdir / 'weed.log'}"
+                )
             if self._ready(ports):
                 return self
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"SeaweedFS not ready after {timeout_s:.0f} s: see {self.workdir / 'weed.log'}")
+                raise RuntimeError(
+                    f"SeaweedFS not ready after {timeout_s:.0f} s: see {self.workdir / 'weed.log'}"
+                )
             time.sleep(0.3)
 
     def _ready(self, ports: dict[str, int]) -> bool:
@@ -125,9 +133,26 @@ class SeaweedS3:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=20)
         if getattr(self, "log", None):
             self.log.close()
+
+
+def create_bucket(url: str) -> str:
+    """Create the bucket of an s3:// URL on the test server: SeaweedFS creates a bucket on the first PUT by an
+    admin identity (a real store's bucket is created once by its owner)."""
+    import obstore
+    from obstore.store import S3Store
+
+    store = S3Store(url[len("s3://") :].split("/", 1)[0], client_options={"allow_http": True})
+    obstore.put(store, ".created", b"")
+    obstore.delete(store, ".created")
+    return url
+
+
+def new_bucket_url(bucket: str = "chiops-tests") -> str:
+    """A fresh, empty registry root on the test server (s3_server must be running): one bucket, a new prefix."""
+    return f"{create_bucket(f's3://{bucket}')}/registry-{uuid.uuid4().hex[:12]}"

@@ -46,7 +46,7 @@ torch_version=$("$python" -c 'import sys, tomllib; d = tomllib.load(open(sys.arg
 shopt -s nullglob
 torch_wheels=("$wheels"/torch-"$torch_version"[+-]*.whl)
 shopt -u nullglob
-[ ${#torch_wheels[@]} -gt 0 ] || die "no torch $torch_version wheel in $wheels (set CHIOPS_WHEELS_DIR)"
+[ ${#torch_wheels[@]} -eq 1 ] || die "want one torch $torch_version wheel in $wheels, found ${#torch_wheels[@]} (set CHIOPS_WHEELS_DIR)"
 
 hash=$(
   {
@@ -74,22 +74,24 @@ old_id=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 tmp_tag="${image%:*}:building-$hash"
 log "building $image (inputs $hash; first build ~10-20 min: torch + ray, ~2 GB)"
 started=$SECONDS
-# --network host: apt and pip reach their registries without a podman bridge; --layers=false: one image, no
-# intermediate ones left behind (the pip cache mount keeps rebuilds from downloading again).
-podman build --quiet --layers=false --force-rm --network host \
+# --network host: apt and pip reach their registries without a podman bridge. Layers are kept as the build
+# cache, so a change to the serving code rebuilds only the last layers; superseded ones are pruned below.
+podman build --quiet --force-rm --network host \
   --volume "$wheels:/wheels:ro" \
-  --volume "$ctx/requirements.txt:/requirements.txt:ro" \
   --volume "$cache/pip-image:/root/.cache/pip" \
   --volume "${CHIOPS_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}:/build-ca.crt:ro" \
   --build-arg "BASE=$base" --build-arg "TORCH_VERSION=$torch_version" --build-arg "INPUTS_HASH=$hash" \
+  --build-arg "TORCH_WHEEL=$(basename "${torch_wheels[0]}")" \
   --file "$ctx/Containerfile" --tag "$tmp_tag" "$ctx" >/dev/null
 [ "$(label "$tmp_tag")" = "$hash" ] || die "the built image lacks the inputs label $hash"
 podman run --rm --network none "$tmp_tag" python -c 'import ray, torch, obstore, serving.apps, model_registry' \
   || die "the built image cannot import the serving code"
 podman tag "$tmp_tag" "$image"
-podman untag "$tmp_tag"
+podman untag "$tmp_tag" "$tmp_tag"  # without a second argument untag would remove every name
 tmp_tag=""
 new_id=$(podman image inspect --format '{{.Id}}' "$image")
 if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then podman rmi "$old_id" >/dev/null 2>&1 || true; fi
+# Untagged images of earlier builds (superseded images and their cache layers), only ours (by label).
+podman image prune --force --filter label=org.chiops.image=serving >/dev/null
 log "ready: $image (inputs $hash) in $((SECONDS - started)) s"
 echo "$new_id"

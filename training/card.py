@@ -11,7 +11,15 @@ from typing import Any
 
 from model_registry.card import REQUIRED_FIELDS, REQUIRED_METRICS, missing_fields, render_markdown, utc_now
 
-__all__ = ["REQUIRED_FIELDS", "REQUIRED_METRICS", "git_commit", "missing_fields", "render_markdown", "utc_now", "write_card"]
+__all__ = [
+    "REQUIRED_FIELDS",
+    "REQUIRED_METRICS",
+    "git_commit",
+    "missing_fields",
+    "render_markdown",
+    "utc_now",
+    "write_card",
+]
 
 
 def git_commit(repo: Path | None = None) -> str:

@@ -25,7 +25,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.s3_server import WEED, server_args, write_identity
+from tests.s3_server import WEED, create_bucket, server_args, write_identity
 from tests.serving.live import free_port
 from tests.trained_registry import build_registry
 
@@ -72,7 +72,8 @@ def oci_registry(tmp_path_factory):
             }
         )
     )
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=open(work / "log", "wb"), stderr=subprocess.STDOUT)
+    with open(work / "log", "wb") as out:
+        proc = subprocess.Popen([binary, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -91,19 +92,18 @@ def oci_registry(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pushed(image, oci_registry, tmp_path_factory):
-    """The image pushed to the OCI registry and pulled back by digest: the reference a cluster would use."""
-    label = run("podman", "image", "inspect", "--format", '{{index .Labels "org.chiops.inputs"}}', image).stdout.strip()
-    digest_file = tmp_path_factory.mktemp("push") / "digest"
+def pushed(image, oci_registry):
+    """The image pushed to the OCI registry (tools/image-push.sh) and pulled back by digest: the reference a
+    cluster would use."""
+    label = run(
+        "podman", "image", "inspect", "--format", '{{index .Labels "org.chiops.inputs"}}', image
+    ).stdout.strip()
     started = time.monotonic()
-    run(
-        "podman", "push", "--quiet", "--tls-verify=false", "--compression-format=gzip", "--compression-level=1",
-        f"--digestfile={digest_file}", image, f"docker://{oci_registry}/chiops-serving:{label}",
-        timeout=1800,
-    )  # fmt: skip
+    out = run(str(ROOT / "tools" / "image-push.sh"), oci_registry, "--tls-verify=false", timeout=1800).stdout
     log(f"push took {time.monotonic() - started:.0f} s")
-    digest = digest_file.read_text().strip()
-    ref = f"{oci_registry}/chiops-serving@{digest}"
+    ref = out.strip().splitlines()[-1]
+    digest = ref.rsplit("@", 1)[1]
+    assert ref == f"{oci_registry}/chiops-serving@{digest}"
     run("podman", "pull", "--quiet", "--tls-verify=false", ref, timeout=1800)
     try:
         yield {"ref": ref, "digest": digest, "label": label, "registry": oci_registry}
@@ -151,7 +151,20 @@ class Net:
 
     def start(self, name: str, host: int, image: str, args: list[str], opts: list[str] = ()) -> str:
         full = f"{self.name}-{name}"
-        run("podman", "run", "-d", "--name", full, "--network", self.name, "--ip", self.ip(host), *opts, image, *args)
+        run(
+            "podman",
+            "run",
+            "-d",
+            "--name",
+            full,
+            "--network",
+            self.name,
+            "--ip",
+            self.ip(host),
+            *opts,
+            image,
+            *args,
+        )
         self.containers.append(full)
         return full
 
@@ -190,9 +203,32 @@ def ray_start(params: dict, head_address: str | None, resources: dict) -> list[s
     return ["bash", "-lc", "ulimit -n 65536; " + shlex.join(args)]
 
 
-def container_opts(container: dict, secrets_dir: Path, secret_data: dict[str, dict[str, str]], gaps: list[str]):
-    """podman options for one rendered container: env (values and Secret references), Secret volumes mounted
-    read-only, the resource limits."""
+def operator_secrets(rendered: list[dict], pod_specs: list[dict], credentials: dict[str, str]) -> dict:
+    """Secret name → data for every Secret the pods reference: rendered ones as rendered; those the operator
+    creates from Vault (referenced, not rendered) get test values: the object-store credentials for a Secret
+    used as an env bag (envFrom), a random 64-hex value for each key referenced singly (the token key)."""
+    data = {d["metadata"]["name"]: dict(d.get("stringData", {})) for d in rendered if d["kind"] == "Secret"}
+    for spec in pod_specs:
+        for c in spec["containers"]:
+            for source in c.get("envFrom", []):
+                data.setdefault(source["secretRef"]["name"], dict(credentials))
+            for item in c.get("env", []):
+                ref = item.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    data.setdefault(ref["name"], {}).setdefault(ref["key"], secrets.token_hex(32))
+        for volume in spec.get("volumes", []):
+            if "secret" in volume:
+                keys = [i["key"] for i in volume["secret"].get("items", [])] or ["token.key"]
+                entry = data.setdefault(volume["secret"]["secretName"], {})
+                for key in keys:
+                    entry.setdefault(key, secrets.token_hex(32))
+    return data
+
+
+def container_opts(spec: dict, secret_data: dict[str, dict[str, str]], secrets_dir: Path) -> list[str]:
+    """podman options for a pod's first container as the kubelet would run it: env (values and Secret
+    references), Secret volumes mounted read-only, the memory limit."""
+    container = spec["containers"][0]
     opts: list[str] = []
     for item in container.get("env", []):
         if "value" in item:
@@ -203,6 +239,19 @@ def container_opts(container: dict, secrets_dir: Path, secret_data: dict[str, di
     for source in container.get("envFrom", []):
         for key, value in secret_data[source["secretRef"]["name"]].items():
             opts += ["--env", f"{key}={value}"]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        assert "secret" in volume, f"only Secret volumes are expected in the Ray pods, got {volume}"
+        assert mount.get("readOnly") is True, f"Secret volume {mount['name']} must be mounted read-only"
+        name = volume["secret"]["secretName"]
+        target = secrets_dir / f"{container['name']}-{mount['name']}"
+        target.mkdir(parents=True, exist_ok=True)
+        items = volume["secret"].get("items") or [{"key": k, "path": k} for k in secret_data[name]]
+        for item in items:
+            (target / item["path"]).write_text(secret_data[name][item["key"]])
+            (target / item["path"]).chmod(0o444)
+        opts += ["-v", f"{target}:{mount['mountPath']}:ro"]
     limits = container.get("resources", {}).get("limits", {})
     if "memory" in limits:
         opts += ["--memory", limits["memory"].replace("Gi", "g").replace("Mi", "m")]
@@ -231,10 +280,22 @@ def _serve_through_the_route(net: Net, pushed: dict, tmp_path: Path) -> None:
         10,
         BASE,
         server_args("/usr/local/bin/weed", "/data", "/etc/s3.json", s3_ip, "0.0.0.0", ports),
-        ["-v", f"{WEED}:/usr/local/bin/weed:ro", "-v", f"{s3_dir / 'data'}:/data", "-v", f"{s3_dir / 's3.json'}:/etc/s3.json:ro"],
+        [
+            "-v",
+            f"{WEED}:/usr/local/bin/weed:ro",
+            "-v",
+            f"{s3_dir / 'data'}:/data",
+            "-v",
+            f"{s3_dir / 's3.json'}:/etc/s3.json:ro",
+        ],
     )
     endpoint = f"http://{s3_ip}:8333"
-    wait_for("the S3 server", lambda: httpx.get(f"{endpoint}/status", timeout=2).status_code == 200, 120, lambda: net.logs("s3"))
+    wait_for(
+        "the S3 server",
+        lambda: httpx.get(f"{endpoint}/status", timeout=2).status_code == 200,
+        120,
+        lambda: net.logs("s3"),
+    )
     credentials = {
         "AWS_ACCESS_KEY_ID": access,
         "AWS_SECRET_ACCESS_KEY": secret,
@@ -246,7 +307,7 @@ def _serve_through_the_route(net: Net, pushed: dict, tmp_path: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
         for key, value in credentials.items():
             mp.setenv(key, value)
-        build_registry(BUCKET_URL, versions=((0, 3),), aliases={"production": "v1"})
+        build_registry(create_bucket(BUCKET_URL), versions=((0, 3),), aliases={"production": "v1"})
     env = {**os.environ, **credentials, "PYTHONPATH": str(ROOT)}
     # 3. the desired state, rendered as the rollout renders it
     serve_file = tmp_path / "serve-production.yaml"
@@ -262,7 +323,12 @@ def _serve_through_the_route(net: Net, pushed: dict, tmp_path: Path) -> None:
         env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles")},
         cwd=ROOT,
     )  # fmt: skip
-    docs = [d for f in sorted((rendered / "production").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    docs = [
+        d
+        for f in sorted((rendered / "production").glob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+        if d
+    ]
     by_kind = {}
     for doc in docs:
         by_kind.setdefault(doc["kind"], []).append(doc)
@@ -273,19 +339,14 @@ def _serve_through_the_route(net: Net, pushed: dict, tmp_path: Path) -> None:
     worker = cluster["workerGroupSpecs"][0]
     assert head["template"]["spec"]["containers"][0]["image"] == pushed["ref"]
 
-    # Secrets: those rendered with the manifests, and those the operator creates from Vault (test values here)
-    secret_data: dict[str, dict[str, str]] = {}
-    for doc in by_kind.get("Secret", []):
-        secret_data[doc["metadata"]["name"]] = dict(doc.get("stringData", {}))
-    # TODO(store/gitops): fill Vault-created Secrets by the names the templates reference
+    head_spec, worker_spec = head["template"]["spec"], worker["template"]["spec"]
+    head_c, worker_c = head_spec["containers"][0], worker_spec["containers"][0]
     serve_config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
 
     # 4. the pods: head and worker containers with the rendered env, Secrets and limits
-    head_c = head["template"]["spec"]["containers"][0]
-    worker_c = worker["template"]["spec"]["containers"][0]
-    secrets_dir = tmp_path / "secrets"
-    head_opts = container_opts(head_c, secrets_dir, secret_data, gaps)
-    worker_opts = container_opts(worker_c, secrets_dir, secret_data, gaps)
+    secret_data = operator_secrets(docs, [head_spec, worker_spec], credentials)
+    head_opts = container_opts(head_spec, secret_data, tmp_path / "secrets")
+    worker_opts = container_opts(worker_spec, secret_data, tmp_path / "secrets")
     rendered_env = {o.split("=", 1)[0] for o in head_opts[1::2] if "=" in o}
     if not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= rendered_env:
         gaps.append("the Ray containers get no object-store credentials (no env/envFrom from a Secret)")
@@ -299,7 +360,13 @@ def _serve_through_the_route(net: Net, pushed: dict, tmp_path: Path) -> None:
         worker_opts += key
     common = ["--shm-size=512m", "--user", "1000"]
     head_ip = net.ip(20)
-    net.start("head", 20, pushed["ref"], ray_start(head["rayStartParams"], None, head_c.get("resources", {})), common + head_opts)
+    net.start(
+        "head",
+        20,
+        pushed["ref"],
+        ray_start(head["rayStartParams"], None, head_c.get("resources", {})),
+        common + head_opts,
+    )
     net.start(
         "worker",
         21,
@@ -308,7 +375,12 @@ def _serve_through_the_route(net: Net, pushed: dict, tmp_path: Path) -> None:
         common + worker_opts,
     )
     dashboard = f"http://{head_ip}:8265"
-    wait_for("the Ray head's dashboard", lambda: httpx.get(f"{dashboard}/api/version", timeout=5).status_code == 200, 300, lambda: net.logs("head"))
+    wait_for(
+        "the Ray head's dashboard",
+        lambda: httpx.get(f"{dashboard}/api/version", timeout=5).status_code == 200,
+        300,
+        lambda: net.logs("head"),
+    )
 
     # 5. what KubeRay does with serveConfigV2: PUT it to the dashboard's Serve API
     if serve_config.get("http_options", {}).get("host") != "0.0.0.0":
@@ -330,13 +402,22 @@ def _serve_through_the_route(net: Net, pushed: dict, tmp_path: Path) -> None:
 
     def via_route(method: str, path: str, **kw) -> httpx.Response:
         rule, match = max(
-            ((r, m["path"]["value"]) for r in route["spec"]["rules"] for m in r["matches"] if path.startswith(m["path"]["value"])),
+            (
+                (r, m["path"]["value"])
+                for r in route["spec"]["rules"]
+                for m in r["matches"]
+                if path.startswith(m["path"]["value"])
+            ),
             key=lambda rm: len(rm[1]),
         )
         target = path
         for f in rule.get("filters", []):
             if f["type"] == "URLRewrite" and f["urlRewrite"]["path"]["type"] == "ReplacePrefixMatch":
-                target = f["urlRewrite"]["path"]["replacePrefixMatch"].rstrip("/") + "/" + path[len(match):].lstrip("/")
+                target = (
+                    f["urlRewrite"]["path"]["replacePrefixMatch"].rstrip("/")
+                    + "/"
+                    + path[len(match) :].lstrip("/")
+                )
         backends = [b for b in rule["backendRefs"] if b["weight"] > 0]
         assert len(backends) == 1, "canary weight 0: the whole route goes to production"
         host = services[backends[0]["name"]]
@@ -346,7 +427,12 @@ def _serve_through_the_route(net: Net, pushed: dict, tmp_path: Path) -> None:
     if via_route("GET", f"{prefix}/version").status_code == 404:
         gaps.append("the HTTPRoute forwards paths the Serve route prefixes do not serve (404)")
         rule = route["spec"]["rules"][0]
-        rule["filters"] = [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/production"}}}]
+        rule["filters"] = [
+            {
+                "type": "URLRewrite",
+                "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/production"}},
+            }
+        ]
 
     version = via_route("GET", f"{prefix}/version")
     assert version.status_code == 200, version.text
@@ -357,7 +443,9 @@ def _serve_through_the_route(net: Net, pushed: dict, tmp_path: Path) -> None:
     body = predicted.json()
     assert body["model_version"] == "v1" and len(body["predictions"]) == 4
     first = body["predictions"][0]
-    feedback = via_route("POST", f"{prefix}/feedback", json={"prediction_id": first["prediction_id"], "label": first["class"]})
+    feedback = via_route(
+        "POST", f"{prefix}/feedback", json={"prediction_id": first["prediction_id"], "label": first["class"]}
+    )
     assert feedback.status_code == 200, feedback.text
     assert feedback.json()["correct"] is True and feedback.json()["model_version"] == "v1"
     for method, path, kw in (

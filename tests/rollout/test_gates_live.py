@@ -17,10 +17,10 @@ import pytest
 from prometheus_client import start_http_server
 
 from chi_scripts.metrics import write_lease_metric
+from model_registry import Registry
 from rollout import gates, measure, monitoring
 from rollout.prometheus import Prometheus
 from serving.loadgen import ClientMetrics, LoadGenerator
-from model_registry import Registry
 from tests.rollout import bad_models
 from tests.rollout.platform import isolated_vars, run_playbook
 from tests.trained_registry import build_registry

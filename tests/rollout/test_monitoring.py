@@ -10,16 +10,14 @@ import textwrap
 import pytest
 import yaml
 
-from serving import metric_names as m
 from rollout import monitoring, state
+from serving import metric_names as m
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
 def test_committed_files_are_what_the_generator_writes():
-    assert monitoring.RULES_PATH.read_text() == monitoring.render_rules(), (
-        "run python -m rollout.monitoring"
-    )
+    assert monitoring.RULES_PATH.read_text() == monitoring.render_rules(), "run python -m rollout.monitoring"
     assert monitoring.DASHBOARD_PATH.read_text() == monitoring.render_dashboard()
 
 

@@ -8,9 +8,9 @@ import torch
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
+from model_registry import Registry, RegistryError
 from serving import config as serve_config
 from serving.predictor import Predictor
-from model_registry import Registry, RegistryError
 from serving.tokens import KEY_FILE_ENV
 
 

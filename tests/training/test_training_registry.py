@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from model_registry import ALIASES, AliasConflict, GateRefused, Registry, RegistryError, RegistryInputError
-from tests.conftest import new_bucket_url
+from tests.s3_server import new_bucket_url
 from training.cli import main
 from training.gate import Gate
 
@@ -290,7 +290,17 @@ def test_register_killed_mid_copy_leaves_the_previous_state(registry, reference_
     os.mkfifo(art / "state_dict.pt")  # the copy reads what this test feeds it: a write as slow as we like
     before = registry.store.read("index.json")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "training", "registry", "register", str(art), "--no-gate", "--registry", registry.root],
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "registry",
+            "register",
+            str(art),
+            "--no-gate",
+            "--registry",
+            registry.root,
+        ],
         env=env(),
         cwd=ROOT,
     )
