@@ -12,8 +12,8 @@ label=$(podman image inspect --format '{{index .Labels "org.chiops.inputs"}}' "$
 digest_file=$(mktemp)
 trap 'rm -f "$digest_file"' EXIT
 echo "[image-push] pushing $image_id to $registry/chiops-serving:$label" >&2
-# gzip level 1: the torch + Ray layers are large and already hard to compress; speed matters more here
-podman push --quiet --compression-format=gzip --compression-level=1 --digestfile "$digest_file" "$@" \
+# zstd: compresses the torch + Ray layers much faster than gzip on a small machine (podman 4.3 has no level option)
+podman push --quiet --compression-format=zstd --digestfile "$digest_file" "$@" \
   "$image_id" "docker://$registry/chiops-serving:$label" >&2
 digest=$(cat "$digest_file")
 [[ $digest == sha256:* ]] || { echo "image-push: podman printed no digest" >&2; exit 1; }
