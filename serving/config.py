@@ -41,6 +41,9 @@ class Tuning:
     ingress_cpus: float = 0.1
     classifier_cpus: float = 0.25
     router_cpus: float = 0.1
+    # GPUs per model replica (Classifier, or the fused ingress). Ray hides GPUs from actors that reserve none,
+    # so on a GPU node the model sees one only with this above 0; a fraction lets a surge replica share it.
+    classifier_gpus: float = 0.0
     torch_threads: int = 1
     # Fused: the ingress runs the model (one deployment, one hop less; torch in the ingress replica).
     fused: bool = False
@@ -49,13 +52,13 @@ class Tuning:
     extra_env_vars: dict = field(default_factory=dict)
 
 
-def _deployment(name: str, replicas: int, cpus: float, tuning: Tuning, **extra) -> dict:
+def _deployment(name: str, replicas: int, cpus: float, tuning: Tuning, gpus: float = 0.0, **extra) -> dict:
     return {
         "name": name,
         "num_replicas": replicas,
         "max_ongoing_requests": tuning.max_ongoing_requests,
         "max_surge_percent": tuning.max_surge_percent,
-        "ray_actor_options": {"num_cpus": cpus},
+        "ray_actor_options": {"num_cpus": cpus, **({"num_gpus": gpus} if gpus > 0 else {})},
         **extra,
     }
 
@@ -86,6 +89,7 @@ def build_serve_config(
     token_key_file: str | None = None,
     tuning: Tuning | None = None,
     public: bool | None = None,
+    route_prefix: str | None = None,
 ) -> dict:
     """The Serve config dict (ServeDeploySchema layout) for ``environments``.
 
@@ -93,6 +97,8 @@ def build_serve_config(
     its own name. ``public`` adds the router at ``/`` (default: when production is served). ``token_key_file``
     is passed to the replicas as $CHIOPS_TOKEN_KEY_FILE (the path, never the key); without it the replicas
     must get $CHIOPS_TOKEN_KEY from their environment (on Kubernetes, from a Secret).
+    ``route_prefix`` replaces every environment app's ``/<environment>``: on Kubernetes each environment is its
+    own RayService with one app, served at ``/`` (the HTTPRoutes strip their path prefixes before it).
     """
     tuning = tuning or Tuning()
     canary_weight = check_weight(canary_weight)
@@ -108,7 +114,7 @@ def build_serve_config(
     for env, version in resolved.items():
         app = {
             "name": env,
-            "route_prefix": f"/{env}",
+            "route_prefix": route_prefix or f"/{env}",
             "import_path": "serving.apps:environment_app",
             "args": {
                 "environment": env,
@@ -123,13 +129,23 @@ def build_serve_config(
             "deployments": (
                 [
                     _deployment(
-                        "EnvironmentIngress", tuning.classifier_replicas, tuning.classifier_cpus, tuning
+                        "EnvironmentIngress",
+                        tuning.classifier_replicas,
+                        tuning.classifier_cpus,
+                        tuning,
+                        gpus=tuning.classifier_gpus,
                     )
                 ]
                 if tuning.fused
                 else [
                     _deployment("EnvironmentIngress", tuning.ingress_replicas, tuning.ingress_cpus, tuning),
-                    _deployment("Classifier", tuning.classifier_replicas, tuning.classifier_cpus, tuning),
+                    _deployment(
+                        "Classifier",
+                        tuning.classifier_replicas,
+                        tuning.classifier_cpus,
+                        tuning,
+                        gpus=tuning.classifier_gpus,
+                    ),
                 ]
             ),
         }
@@ -200,7 +216,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m serving.config", description=__doc__.splitlines()[0])
-    p.add_argument("--registry", default="registry", help="registry root (directory or fsspec URL)")
+    p.add_argument("--registry", default="registry", help="registry root (directory or s3://BUCKET/PREFIX)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--inventory", help="inventory directory; serves its chiops_environments")
     where.add_argument("--environments", nargs="+", choices=ENVIRONMENTS, help="environments to serve")
@@ -218,8 +234,10 @@ def main(argv=None) -> int:
     p.add_argument("--token-key-file", help="token key file for the replicas; created (0600) if missing")
     p.add_argument("--replicas", type=int, default=1, help="replicas of each ingress and model deployment")
     p.add_argument("--max-batch-size", type=int, default=Tuning.max_batch_size)
+    p.add_argument("--classifier-gpus", type=float, default=0.0, help="GPUs per model replica (GPU nodes)")
     p.add_argument("--fused", action="store_true", help="run the model inside the ingress (fewer hops)")
     p.add_argument("--no-public", action="store_true", help="leave out the public router")
+    p.add_argument("--route-prefix", help="route prefix of every environment app (default /<environment>)")
     p.add_argument("-o", "--output", help="write the YAML here (default: stdout)")
     a = p.parse_args(argv)
 
@@ -228,7 +246,10 @@ def main(argv=None) -> int:
         if a.token_key_file:
             ensure_key_file(a.token_key_file)
         tuning = Tuning(
-            ingress_replicas=a.replicas, classifier_replicas=a.replicas, max_batch_size=a.max_batch_size
+            ingress_replicas=a.replicas,
+            classifier_replicas=a.replicas,
+            max_batch_size=a.max_batch_size,
+            classifier_gpus=a.classifier_gpus,
         )
         config = build_serve_config(
             a.registry,
@@ -240,6 +261,7 @@ def main(argv=None) -> int:
             token_key_file=a.token_key_file,
             tuning=tuning,
             public=False if a.no_public else None,
+            route_prefix=a.route_prefix,
         )
         validate(config)
     except (ValueError, RegistryError) as exc:

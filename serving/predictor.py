@@ -8,6 +8,11 @@ import torch
 from model_registry import Registry, card_summary
 
 
+def pick_device() -> str:
+    """The GPU when torch sees one (PyTorch's ROCm build reports AMD GPUs through torch.cuda), else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class Predictor:
     def __init__(self, registry_root: str, ref: str, threads: int = 1):
         registry = Registry(registry_root)
@@ -17,15 +22,20 @@ class Predictor:
         # One thread per replica: on a small node several replicas share the cores, and intra-op threads
         # of a tiny CNN cost more in contention than they win.
         torch.set_num_threads(threads)
-        self.model = torch.jit.load(io.BytesIO(registry.model_bytes(self.version)), map_location="cpu")
+        self.device = pick_device()
+        self.model = torch.jit.load(io.BytesIO(registry.model_bytes(self.version)), map_location=self.device)
         self.model.eval()
         # Fail at replica start, not at the first request, if the model cannot run our input shape.
         self.predict(np.zeros((1, 8, 8), dtype=np.float32))
 
     def predict(self, images: np.ndarray) -> tuple[list[int], list[float]]:
         """images (N, 8, 8) or (N, 64) float32 in 0..16 → (classes, probability of each class)."""
-        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).reshape(-1, 1, 8, 8)
+        x = (
+            torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+            .reshape(-1, 1, 8, 8)
+            .to(self.device)
+        )
         with torch.inference_mode():
             probs = torch.softmax(self.model(x), dim=1)
-            confidence, classes = probs.max(dim=1)
+            confidence, classes = (t.cpu() for t in probs.max(dim=1))
         return classes.tolist(), confidence.tolist()

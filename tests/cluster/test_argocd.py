@@ -20,13 +20,28 @@ def test_rendered_argocd_manifests_validate(argocd_dir):
     assert set(kinds) == {"ConfigMap", "Application", "ApplicationSet"}
     appset = kinds["ApplicationSet"]
     assert appset["spec"]["goTemplate"] is True
-    # a production cluster hosts the canary too (inventories/canary is shared_with production)
-    assert [e["environment"] for e in appset["spec"]["generators"][0]["list"]["elements"]] == [
-        "canary",
-        "production",
+    # a production cluster hosts the canary (inventories/canary is shared_with production) and the rollout's
+    # staging checks too. The git directory generator makes an Application only for a directory the rollout
+    # has pushed, and lists no wildcard that could match an environment this cluster does not host.
+    (generator,) = appset["spec"]["generators"]
+    assert generator["git"]["repoURL"] == "https://git.example.org/chiops/desired-state.git"
+    assert [d["path"] for d in generator["git"]["directories"]] == [
+        "environments/staging",
+        "environments/canary",
+        "environments/production",
     ]
-    assert appset["spec"]["template"]["spec"]["source"]["path"] == "deploy/environments/{{.environment}}"
+    template = appset["spec"]["template"]
+    assert template["spec"]["source"] == {
+        "repoURL": generator["git"]["repoURL"],
+        "targetRevision": generator["git"]["revision"],
+        "path": "{{.path.path}}",
+    }
+    assert template["metadata"]["name"] == "chiops-{{.path.basename}}"
+    assert template["spec"]["destination"]["namespace"] == "chiops-{{.path.basename}}"
+    # removing environments/<env>/ deletes the Application and, through the finalizer, what it applied
+    assert template["metadata"]["finalizers"] == ["resources-finalizer.argocd.argoproj.io"]
     assert kinds["Application"]["spec"]["source"]["path"] == "deploy/platform"
+    assert kinds["Application"]["spec"]["source"]["repoURL"] == "https://git.example.org/chiops/chiops.git"
 
 
 def test_a_broken_applicationset_is_rejected(argocd_dir):

@@ -91,7 +91,7 @@ def test_gpu_and_gateway_node_labels_agree_across_roles_and_manifests():
 
 def test_gateway_route_and_monitors_fit_the_rendered_environments(environments_dir):
     (gateway,) = by_kind("Gateway")
-    (route,) = load_documents(environments_dir / "production" / "httproute.yaml")
+    (route,) = load_documents(environments_dir / "production" / "public-httproute.yaml")
     (namespace,) = load_documents(environments_dir / "production" / "namespace.yaml")
     parent = route["spec"]["parentRefs"][0]
     assert (parent["name"], parent["namespace"]) == (

@@ -1,81 +1,154 @@
-"""The Kubernetes backend as far as it runs without a cluster: rendering each environment's desired state
-through the cluster branch's environment_manifests role and committing it to a git repository, in the order the
-rollout walks (staging → canary with the HTTPRoute weight → production at 100 %), then the registry promotion.
-ArgoCD sync, the RayService Ready wait and the gates against the cluster's Prometheus need a cluster: not here."""
+"""The GitOps backend's writes against real git: a bare desired-state repository on disk stands for the remote
+ArgoCD follows; the user's source checkout (with its own remote) sits beside it and must never move.
+The waits against a real API server are in tests/cluster/test_gitops_waits.py."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 import pytest
 import yaml
 
-from tests.rollout.platform import ROOT, run_playbook
+from rollout.backend import Backend, BackendError
+from rollout.backends import load
+from rollout.backends.gitops import DesiredStateRepo
 from tests.trained_registry import build_registry
-
-pytestmark = [pytest.mark.slow]
 
 
 def git(repo, *args) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    root = tmp_path_factory.mktemp("registry")
+    return build_registry(root, versions=((0, 1), (1, 1)), aliases={"production": "v1"})
 
 
 @pytest.fixture
-def setup(tmp_path):
-    registry = build_registry(tmp_path / "registry", versions=((0, 2), (1, 2)), aliases={"production": "v1"})
-    repo = tmp_path / "gitops"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init")
-    inventory = tmp_path / "inventory"
-    (inventory / "group_vars" / "all").mkdir(parents=True)
-    (inventory / "hosts.yml").write_text(
-        yaml.safe_dump(
-            {"all": {"children": {"kube_control_plane": {"hosts": {"node1": {"ansible_host": "127.0.0.1"}}}}}}
-        )
-    )
-    (inventory / "group_vars" / "all" / "main.yml").write_text(
-        yaml.safe_dump(
-            {"chiops_backend": "kubernetes", "chiops_environments": ["staging", "canary", "production"]}
-        )
-    )
-    (inventory / "group_vars" / "all" / "rollout_gates.yml").symlink_to(
-        ROOT / "playbooks" / "vars" / "rollout.yml"
-    )
-    k8s = yaml.safe_load(
-        (ROOT / "inventories" / "production" / "group_vars" / "all" / "rollout.yml").read_text()
-    )
-    (inventory / "group_vars" / "all" / "rollout.yml").write_text(yaml.safe_dump(k8s))
-    return registry, repo, inventory, tmp_path
-
-
-def test_render_and_commit_walks_the_environments(setup):
-    registry, repo, inventory, tmp_path = setup
-    extra = {
-        "model_version": "v2",
-        "chiops_repo_root": str(ROOT),
+def world(tmp_path, registry, monkeypatch):
+    remote = tmp_path / "desired-state.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    # the user's source checkout, where the rollout is run from, with a remote of its own
+    source_remote = tmp_path / "source.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(source_remote))
+    source = tmp_path / "source"
+    git(tmp_path, "clone", "-q", str(source_remote), str(source))
+    (source / "train.py").write_text("print('work in progress')\n")
+    git(source, "add", "train.py")
+    git(source, "commit", "-q", "-m", "local work, not pushed")
+    monkeypatch.chdir(source)
+    settings = {
+        "chiops_desired_state_repo": str(remote),
+        "chiops_desired_state_dir": str(tmp_path / "clone"),
         "chiops_registry": str(registry),
-        "chiops_gitops_repo": str(repo),
-        "chiops_gitops_push": False,
-        "rollout_kubernetes_render_only": True,
-        "chiops_reports_dir": str(tmp_path / "reports"),
-        "canary_weight": 0.1,
     }
-    run_playbook("rollout.yml", extra, timeout=600, inventory=inventory)
+    return remote, source, source_remote, settings
 
-    log = git(repo, "log", "--format=%s", "--reverse").splitlines()[1:]
-    assert log == [
-        "rollout: staging serves v2 (canary weight 0%)",
-        "rollout: canary serves v2 (canary weight 0%)",
-        "rollout: production serves v1 (canary weight 10%)",
-        "rollout: production serves v2 (canary weight 0%)",
-    ]
-    # the commit that opened the canary split the public route 90/10
-    split = git(repo, "show", "HEAD~1:deploy/environments/production/httproute.yaml")
-    weights = [r["weight"] for rule in yaml.safe_load(split)["spec"]["rules"] for r in rule["backendRefs"]]
-    assert sorted(weights) == [10, 90]
-    final = yaml.safe_load(git(repo, "show", "HEAD:deploy/environments/production/rayservice.yaml"))
-    assert "v2" in json.dumps(final)
-    index = json.loads((registry / "index.json").read_text())
-    assert (index["aliases"]["production"], index["aliases"]["previous"]) == ("v2", "v1")
+
+def files_of(remote, commit) -> set[str]:
+    return set(git(remote, "show", "--name-only", "--format=", commit).splitlines())
+
+
+def committed(remote, path):
+    return yaml.safe_load(git(remote, "show", f"main:{path}"))
+
+
+def backend_refs(remote):
+    route = committed(remote, "environments/production/public-httproute.yaml")
+    return [(ref["name"], ref["weight"]) for ref in route["spec"]["rules"][0]["backendRefs"]]
+
+
+def test_a_rollout_walks_the_desired_state_repository(world):
+    remote, source, source_remote, settings = world
+    source_head = git(source, "rev-parse", "HEAD")
+    backend = load("kubernetes", settings)
+    assert isinstance(backend, Backend) and backend.name == "gitops"
+
+    production = backend.deploy("production", "v1")
+    staging = backend.deploy("staging", "v2")
+    canary = backend.deploy("canary", "v2")
+    # every change is one pushed commit touching only its environment
+    assert git(remote, "rev-parse", "main") == canary.commit
+    assert {p.split("/")[1] for p in files_of(remote, staging.commit)} == {"staging"}
+    assert {p.split("/")[1] for p in files_of(remote, canary.commit)} == {"canary"}
+    assert "environments/production/public-httproute.yaml" in files_of(remote, production.commit)
+    assert backend_refs(remote) == [("chiops-production-serve-svc", 100)]
+
+    split = backend.set_split("v1", "v2", 0.25)
+    assert split.commit == git(remote, "rev-parse", "main")
+    assert files_of(remote, split.commit) == {"environments/production/public-httproute.yaml"}
+    assert backend_refs(remote) == [("chiops-production-serve-svc", 75), ("chiops-canary-serve-svc", 25)]
+    # production's own version did not change with the split, and a deploy keeps the split
+    assert committed(remote, "environments/production/rayservice.yaml")["metadata"]["labels"][
+        "chiops.io/model-version"
+    ] == ("v1")
+    with pytest.raises(BackendError, match="set the split to 0 first"):
+        backend.remove("canary")
+    with pytest.raises(BackendError, match="canary serves v2 in git, not v1"):
+        backend.set_split("v2", "v1", 0.5)
+
+    back = backend.set_split("v1", None, 0.0)
+    assert backend_refs(remote) == [("chiops-production-serve-svc", 100)]
+    removed = backend.remove("canary")
+    assert files_of(remote, removed.commit) == {
+        f"environments/canary/{f}"
+        for f in (
+            "httproute.yaml",
+            "namespace.yaml",
+            "networkpolicy.yaml",
+            "rayservice.yaml",
+            "referencegrant.yaml",
+        )
+    }
+    tree = git(remote, "ls-tree", "--name-only", "main", "environments/")
+    assert tree.splitlines() == ["environments/production", "environments/staging"]
+    # idempotent: nothing new to commit, and the Change names the commit that holds the state
+    again = backend.remove("canary")
+    assert again.commit is None and git(remote, "rev-parse", "main") == removed.commit
+    same = backend.deploy("staging", "v2")
+    assert same.commit == staging.commit and "already so" in same.description
+    assert back.commit != split.commit
+
+    # the user's checkout and its remote never moved
+    assert git(source, "rev-parse", "HEAD") == source_head
+    assert git(source, "status", "--porcelain") == ""
+    assert git(source_remote, "for-each-ref") == ""
+
+
+def test_a_push_that_is_not_a_fast_forward_fails_and_pushes_nothing(world, tmp_path):
+    remote, _, _, settings = world
+    backend = load("kubernetes", settings)
+    backend.deploy("staging", "v1")
+
+    ours = DesiredStateRepo(str(remote), "main", tmp_path / "ours")
+    ours.sync()
+    ours.environment_dir("staging").joinpath("namespace.yaml").write_text("# ours\n")
+    assert ours.commit("staging", "ours") is not None
+    # meanwhile another rollout pushed
+    theirs = backend.deploy("staging", "v2")
+
+    with pytest.raises(BackendError, match="not a fast-forward"):
+        ours.push()
+    assert git(remote, "rev-parse", "main") == theirs.commit
+    assert ours.head() == theirs.commit  # the clone holds no stray commit for the next call
+
+
+def test_bad_requests_are_refused_before_anything_is_pushed(world):
+    remote, _, _, settings = world
+    backend = load("kubernetes", settings)
+    with pytest.raises(BackendError, match="only a candidate"):
+        backend.remove("production")
+    with pytest.raises(BackendError, match="fraction"):
+        backend.set_split("v1", "v2", 1.5)
+    with pytest.raises(BackendError, match="v9"):
+        backend.deploy("staging", "v9")
+    # only the repository's initial commit exists
+    assert git(remote, "log", "--format=%s", "main") == "desired state: initial commit"
+    with pytest.raises(BackendError, match="chiops_desired_state_repo"):
+        load("kubernetes", {"chiops_registry": settings["chiops_registry"]})
