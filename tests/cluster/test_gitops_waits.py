@@ -25,12 +25,12 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client, config
+from tests.kube import apiserver
 
 from rollout.backend import BackendError
 from rollout.backends import load
 from tests.cluster.rendering import ROOT
 from tests.cluster.upstream import upstream_dir
-from tests.kube import apiserver
 from tests.trained_registry import build_registry
 
 STAND_IN = {"chiops.io/test-stand-in": "true"}
