@@ -312,7 +312,8 @@ def _serve_through_the_route(net: Net, pushed: dict, tmp_path: Path) -> None:
     # 3. the desired state, rendered as the rollout renders it
     serve_file = tmp_path / "serve-production.yaml"
     run(sys.executable, "-m", "serving.config", "--registry", BUCKET_URL, "--environments", "production",
-        "--version=production=v1", "--no-public", "-o", str(serve_file), env=env, cwd=ROOT)  # fmt: skip
+        "--version=production=v1", "--no-public", "--host", "0.0.0.0", "--route-prefix", "/",  # as the GitOps backend
+        "-o", str(serve_file), env=env, cwd=ROOT)  # fmt: skip
     model_uri = run(sys.executable, "-m", "training", "registry", "resolve", "v1", "--path", "--registry",
                     BUCKET_URL, env=env, cwd=ROOT).stdout.strip()  # fmt: skip
     rendered = tmp_path / "rendered"
