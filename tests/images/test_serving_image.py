@@ -443,7 +443,7 @@ def _exercise_route(route: dict, services: dict[str, str]) -> None:
                     + "/"
                     + path[len(match) :].lstrip("/")
                 )
-        backends = [b for b in rule["backendRefs"] if b["weight"] > 0]
+        backends = [b for b in rule["backendRefs"] if b.get("weight", 1) > 0]  # Gateway API: default 1
         assert len(backends) == 1, "canary weight 0: the whole route goes to production"
         host = services[backends[0]["name"]]
         return httpx.request(method, f"http://{host}:{backends[0]['port']}{target}", timeout=60, **kw)
