@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule scenarios to run (default: every role that has one), e.g. `make molecule ROLES="base firewall"`.
 ROLES ?= $(sort $(patsubst roles/%/molecule/default/molecule.yml,%,$(wildcard roles/*/molecule/default/molecule.yml)))
 
-.PHONY: install help venv molecule-host kube-apiserver lint pytest molecule test demo bench clean
+.PHONY: install help venv molecule-host kube-apiserver image image-push lint pytest molecule test demo bench clean
 
 install: venv
 	@echo "chiops installed: $(VENV)/bin/chiops (source $(VENV)/bin/activate; chiops --help)"
@@ -23,6 +23,8 @@ help:
 	@echo "make test   - every test: lint, pytest, and each role's Molecule scenario"
 	@echo "make lint   - ruff, yamllint, ansible-lint (production profile), actionlint, secret scan (tree + history)"
 	@echo "make bench  - benchmarks in bench/ (ratios measured in one run)"
+	@echo "make image  - the serving image (podman, cached on the hash of its inputs)"
+	@echo "make image-push IMAGE_REGISTRY=host:port - push it, print its reference by digest"
 
 venv:
 	@tools/venv.sh $(VENV)
@@ -33,6 +35,13 @@ molecule-host:
 # kube-apiserver + kubectl built from Debian's source package for tests/kube (cold ~10+ min, then cached).
 kube-apiserver:
 	@nice -n 10 tools/kube-apiserver.sh >/dev/null
+
+image: venv
+	@tools/image.sh >/dev/null
+
+# e.g. make image-push IMAGE_REGISTRY=registry.example.org:5000 (prints the reference by digest)
+image-push: venv
+	@tools/image-push.sh "$(IMAGE_REGISTRY)" $(PUSH_OPTS)
 
 lint: venv
 	ruff check .
@@ -48,7 +57,7 @@ pytest: venv kube-apiserver
 molecule: venv molecule-host
 	@tools/molecule-all.sh $(ROLES)
 
-test: lint pytest molecule
+test: lint image pytest molecule
 
 demo: venv
 	@tools/demo.sh

@@ -278,7 +278,7 @@ def bench_registry() -> tuple[str, dict]:
 
 
 def write_bodies(registry: str, version: str, workdir: Path, images_per_request: int) -> str:
-    from serving.registry import Registry
+    from model_registry import Registry
 
     images, _ = Registry(registry).test_split(version)
     bodies = [

@@ -1,6 +1,6 @@
 """The rollout's only door to the registry's writer: alias moves and reads, one narrow function each.
 
-Alias moves go through the registry's own writer (`training.registry`), which locks, checks `expect` and records
+Alias moves go through the registry's own writer (`model_registry`), which locks, checks `expect` and records
 them in the registry's history; the engine records the same move in its ledger.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from training.registry import ALIASES, Registry
+from model_registry import ALIASES, Registry
 
 
 def read(root: str) -> dict:

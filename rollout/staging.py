@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from serving.registry import Registry
+from model_registry import Registry
 
 BATCH = 64
 LOAD_BATCH = 8

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from serving.registry import Registry, RegistryError
+from model_registry import Registry, RegistryError
 from serving.split import check_weight
 from serving.tokens import KEY_FILE_ENV, ensure_key_file
 
@@ -103,9 +103,9 @@ def resolve_versions(registry: str, environments, versions: dict | None = None) 
         if env not in ENVIRONMENTS:
             raise ValueError(f"unknown environment {env!r}; expected one of {ENVIRONMENTS}")
         if env in versions:
-            out[env] = reg.resolve(versions[env])
+            out[env] = reg.require(versions[env])
         elif reg.alias_target(env) is not None:
-            out[env] = reg.resolve(env)
+            out[env] = reg.require(env)
     return out
 
 
@@ -255,7 +255,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m serving.config", description=__doc__.splitlines()[0])
-    p.add_argument("--registry", default="registry", help="registry root (directory or fsspec URL)")
+    p.add_argument("--registry", default="registry", help="registry root (directory or s3://BUCKET/PREFIX)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--inventory", help="inventory directory; serves its chiops_environments")
     where.add_argument("--environments", nargs="+", choices=ENVIRONMENTS, help="environments to serve")

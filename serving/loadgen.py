@@ -22,8 +22,8 @@ import httpx
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
+from model_registry import Registry
 from serving import metric_names as names
-from serving.registry import Registry
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNKNOWN_VERSION = "unknown"
@@ -247,7 +247,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
 
     registry = Registry(a.registry)
-    version = registry.resolve(a.version)
+    version = registry.require(a.version)
     images, labels = registry.test_split(version)
     metrics = ClientMetrics()
     server = None

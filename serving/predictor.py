@@ -5,7 +5,7 @@ import io
 import numpy as np
 import torch
 
-from serving.registry import Registry, card_summary
+from model_registry import Registry, card_summary
 
 
 def pick_device() -> str:
@@ -16,7 +16,7 @@ def pick_device() -> str:
 class Predictor:
     def __init__(self, registry_root: str, ref: str, threads: int = 1):
         registry = Registry(registry_root)
-        self.version = registry.resolve(ref)
+        self.version = registry.require(ref)
         self.card = registry.card(self.version)
         self.summary = card_summary(self.card)
         # One thread per replica: on a small node several replicas share the cores, and intra-op threads

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from model_registry import RegistryError
 from training.errors import BadInputError, TrainingError
 
 NONE_WORDS = {"none", "null", "-", ""}
@@ -92,7 +93,7 @@ def _gate(args: argparse.Namespace, config: dict[str, Any] | None):
 
 
 def _register(args: argparse.Namespace, artifact_dir: Path, config: dict[str, Any] | None) -> int:
-    from training.registry import GateRefused, Registry
+    from model_registry import GateRefused, Registry
 
     registry = Registry(args.registry)
     try:
@@ -141,7 +142,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         model = Path(args.model).read_bytes()
         split = Path(args.test_split).read_bytes() if args.test_split else None
     else:
-        from training.registry import Registry
+        from model_registry import Registry
 
         registry = Registry(args.registry)
         model = registry.read_file(args.model, "model.ts")
@@ -158,7 +159,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
-    from training.registry import Registry
+    from model_registry import Registry
 
     registry = Registry(args.registry)
     action = args.action
@@ -242,7 +243,7 @@ def _guarded(handler):
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
-        except TrainingError as exc:
+        except (TrainingError, RegistryError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exc.exit_code
         except (FileNotFoundError, PermissionError) as exc:
@@ -254,13 +255,13 @@ def _guarded(handler):
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Adds ingest, validate, split, train, evaluate and registry … to a parser's subcommands."""
-    from training.registry import default_root
+    from model_registry import default_root
 
     registry_opt = argparse.ArgumentParser(add_help=False)
     registry_opt.add_argument(
         "--registry",
         default=default_root(),
-        help="registry root: directory or fsspec URL (env CHIOPS_REGISTRY, default registry/)",
+        help="registry root: a directory or s3://BUCKET/PREFIX (env CHIOPS_REGISTRY, default registry/)",
     )
     config_opt = argparse.ArgumentParser(add_help=False)
     config_opt.add_argument("--config", required=True, help="training/configs/<name>.yaml")
@@ -300,7 +301,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("show", "aliases and versions"),
         ("history", "alias moves and registrations"),
         ("verify", "check the registry is consistent"),
-        ("gc", "remove unfinished writes"),
+        ("gc", "remove dead writers' leftovers"),
         ("rollback", "production → previous"),
     ):
         p = reg.add_parser(name, parents=[registry_opt], help=text)
@@ -313,7 +314,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                 "--min-age",
                 type=float,
                 default=3600.0,
-                help="object storage: seconds before a leftover counts as dead",
+                help="seconds after which an unlisted version directory counts as a dead writer's leftover",
             )
         if name == "rollback":
             p.add_argument("--reason", default="")

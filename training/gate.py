@@ -19,6 +19,16 @@ class Gate:
     def from_config(cls, config: dict[str, Any]) -> Gate:
         return cls(config["gate"]["min_accuracy"], config["gate"]["max_drop"])
 
+    def __call__(
+        self,
+        candidate_model: bytes,
+        candidate_split: bytes,
+        candidate_card: dict[str, Any],
+        production: tuple[str, bytes, dict[str, Any]] | None,
+    ) -> GateDecision:
+        """The registry's gate hook (model_registry.registry.Gate): the registry stays torch-free."""
+        return decide(self, candidate_model, candidate_split, candidate_card, production)
+
 
 @dataclass
 class GateDecision:

@@ -7,7 +7,7 @@ import pytest
 
 from rollout.backends.gitops import GitOpsBackend
 from tests.cluster.rendering import HERE, run_playbook
-from tests.serving.registry_fixture import write_registry
+from tests.trained_registry import build_registry
 
 # What the tests render: staging and canary with the candidate, production with stable and 10 % to the canary.
 RENDERED = (("staging", "v2", 0), ("canary", "v2", 0), ("production", "v1", 10))
@@ -16,7 +16,7 @@ RENDERED = (("staging", "v2", 0), ("canary", "v2", 0), ("production", "v1", 10))
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("registry")
-    return write_registry(root, versions=(("v1", 0, 1), ("v2", 1, 1)), aliases={"production": "v1"})
+    return build_registry(root, versions=((0, 1), (1, 1)), aliases={"production": "v1"})
 
 
 @pytest.fixture(scope="session")

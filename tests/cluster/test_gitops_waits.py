@@ -31,7 +31,7 @@ from rollout.backends import load
 from tests.cluster.rendering import ROOT
 from tests.cluster.upstream import upstream_dir
 from tests.kube import apiserver
-from tests.serving.registry_fixture import write_registry
+from tests.trained_registry import build_registry
 
 STAND_IN = {"chiops.io/test-stand-in": "true"}
 
@@ -252,7 +252,7 @@ def prepare(kube_api):
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     root = tmp_path_factory.mktemp("registry")
-    return write_registry(root, versions=(("v1", 0, 1), ("v2", 1, 1)), aliases={})
+    return build_registry(root, versions=((0, 1), (1, 1)), aliases={})
 
 
 @pytest.fixture

@@ -3,12 +3,15 @@ one that fails a share of its batches, one that is slow, one that predicts the w
 
 from __future__ import annotations
 
+import io
 import json
-import shutil
+import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from model_registry import Registry
 
 
 class Erroring(nn.Module):
@@ -46,19 +49,20 @@ class Inaccurate(nn.Module):
         return torch.roll(self.inner(x), 1, 1)
 
 
-def add_variant(root: Path, base: str, version: str, wrap) -> None:
-    """Register `wrap(base model)` as `version`, with the base's card, test split and an honest config name."""
-    src, dst = root / "versions" / base, root / "versions" / version
-    shutil.copytree(src, dst)
-    inner = torch.jit.load(str(src / "model.ts"))
-    torch.jit.script(wrap(inner)).save(str(dst / "model.ts"))
-    card = json.loads((src / "card.json").read_text())
-    card["version"] = version
-    card["config"] = {
-        "name": f"{base}-{wrap.__name__ if hasattr(wrap, '__name__') else 'variant'}",
-        "values": {},
-    }
-    (dst / "card.json").write_text(json.dumps(card))
-    index = json.loads((root / "index.json").read_text())
-    index["versions"][version] = dict(index["versions"][base])
-    (root / "index.json").write_text(json.dumps(index))
+def add_variant(root: Path, base: str, wrap) -> str:
+    """Register `wrap(base model)` through the real writer, with the base's card, test split and an honest
+    config name; returns the version the registry gave it."""
+    registry = Registry(root)
+    with tempfile.TemporaryDirectory(prefix="chiops-variant-") as tmp:
+        art = Path(tmp)
+        for name in ("state_dict.pt", "test_split.npz"):
+            (art / name).write_bytes(registry.read_file(base, name))
+        inner = torch.jit.load(io.BytesIO(registry.model_bytes(base)))
+        torch.jit.script(wrap(inner)).save(str(art / "model.ts"))
+        card = registry.card(base)
+        card["config"] = {
+            "name": f"{base}-{wrap.__name__ if hasattr(wrap, '__name__') else 'variant'}",
+            "values": {},
+        }
+        (art / "card.json").write_text(json.dumps(card))
+        return registry.register(art, None)[0]

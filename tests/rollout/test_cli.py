@@ -12,7 +12,7 @@ import pytest
 
 from rollout import aliases, ledger, rollback_to
 from tests.rollout.platform import ROOT, playbook_env, run_playbook
-from tests.serving.registry_fixture import write_registry
+from tests.trained_registry import build_registry
 
 INVENTORIES = sorted(p.name for p in (ROOT / "inventories").iterdir() if (p / "group_vars").is_dir())
 
@@ -20,9 +20,7 @@ INVENTORIES = sorted(p.name for p in (ROOT / "inventories").iterdir() if (p / "g
 @pytest.fixture(scope="module")
 def registry_template(tmp_path_factory):
     root = tmp_path_factory.mktemp("registry") / "registry"
-    return write_registry(
-        root, versions=(("v1", 0, 1), ("v2", 1, 1), ("v3", 2, 1)), aliases={"production": "v1"}
-    )
+    return build_registry(root, versions=((0, 1), (1, 1), (2, 1)), aliases={"production": "v1"})
 
 
 @pytest.fixture

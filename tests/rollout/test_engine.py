@@ -20,7 +20,7 @@ from tests.rollout.fake_backend import (
     failing_staging,
     passing_staging,
 )
-from tests.serving.registry_fixture import write_registry
+from tests.trained_registry import build_registry
 
 FAST = {"analysis": {"window": "60s", "max_window": "180s", "interval": "10s"}, "drain": "1s"}
 
@@ -37,7 +37,7 @@ def tmp_path():
 @pytest.fixture(scope="module")
 def registry_template(tmp_path_factory):
     root = tmp_path_factory.mktemp("registry") / "registry"
-    return write_registry(root, versions=(("v1", 0, 1), ("v2", 1, 1)), aliases={"production": "v1"})
+    return build_registry(root, versions=((0, 1), (1, 1)), aliases={"production": "v1"})
 
 
 @pytest.fixture

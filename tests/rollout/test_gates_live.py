@@ -19,15 +19,15 @@ import pytest
 from prometheus_client import start_http_server
 
 from chi_scripts.metrics import write_lease_metric
+from model_registry import Registry
 from monitoring import generate as monitoring
 from rollout import gates, measure
 from rollout.prometheus import Prometheus
 from serving.loadgen import ClientMetrics, LoadGenerator
 from serving.metric_names import LATENCY_BOUNDARIES_MS, REQUEST_LATENCY_MS_BUCKET
-from serving.registry import Registry
 from tests.rollout import bad_models
 from tests.rollout.platform import isolated_vars, run_playbook
-from tests.serving.registry_fixture import write_registry
+from tests.trained_registry import build_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,12 +51,10 @@ def platform(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     # v2 is v1 retrained with the same seed: as good as stable by construction (a differently seeded tiny model
     # can be genuinely worse, and the gate rightly rejects it).
-    registry = write_registry(
-        run_dir / "registry", versions=(("v1", 0, 8), ("v2", 0, 8)), aliases={"production": "v1"}
-    )
-    bad_models.add_variant(registry, "v1", "v3", lambda m: bad_models.Erroring(m, 0.25))
-    bad_models.add_variant(registry, "v1", "v4", lambda m: bad_models.Slow(m, 120))
-    bad_models.add_variant(registry, "v1", "v5", bad_models.Inaccurate)
+    registry = build_registry(run_dir / "registry", versions=((0, 8), (0, 8)), aliases={"production": "v1"})
+    assert bad_models.add_variant(registry, "v1", lambda m: bad_models.Erroring(m, 0.25)) == "v3"
+    assert bad_models.add_variant(registry, "v1", lambda m: bad_models.Slow(m, 120)) == "v4"
+    assert bad_models.add_variant(registry, "v1", bad_models.Inaccurate) == "v5"
     extra = isolated_vars(BASE_PORT, run_dir, registry)
     try:
         run_playbook("local_platform.yml", extra)

@@ -12,7 +12,7 @@ import yaml
 from rollout.backend import Backend, BackendError
 from rollout.backends import load
 from rollout.backends.gitops import DesiredStateRepo, rayservice_state, route_state
-from tests.serving.registry_fixture import write_registry
+from tests.trained_registry import build_registry
 
 
 def git(repo, *args) -> str:
@@ -27,7 +27,7 @@ def git(repo, *args) -> str:
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     root = tmp_path_factory.mktemp("registry")
-    return write_registry(root, versions=(("v1", 0, 1), ("v2", 1, 1)), aliases={"production": "v1"})
+    return build_registry(root, versions=((0, 1), (1, 1)), aliases={"production": "v1"})
 
 
 @pytest.fixture

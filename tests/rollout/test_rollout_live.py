@@ -22,12 +22,12 @@ import httpx
 import pytest
 from prometheus_client import start_http_server
 
+from model_registry import Registry
 from rollout import aliases
 from serving.loadgen import ClientMetrics, LoadGenerator
-from serving.registry import Registry
 from tests.rollout import bad_models
 from tests.rollout.platform import ROOT, isolated_vars, playbook_env, run_playbook
-from tests.serving.registry_fixture import write_registry
+from tests.trained_registry import build_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -50,10 +50,8 @@ STRATEGY = {
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    registry = write_registry(
-        run_dir / "registry", versions=(("v1", 0, 8), ("v2", 0, 8)), aliases={"production": "v1"}
-    )
-    bad_models.add_variant(registry, "v1", "v3", bad_models.Inaccurate)
+    registry = build_registry(run_dir / "registry", versions=((0, 8), (0, 8)), aliases={"production": "v1"})
+    assert bad_models.add_variant(registry, "v1", bad_models.Inaccurate) == "v3"
     extra = isolated_vars(BASE_PORT, run_dir, registry)
     extra["rollout_state_dir"] = str(run_dir / "rollout")
     extra["rollout_strategy"] = STRATEGY

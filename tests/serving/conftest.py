@@ -6,12 +6,12 @@ import pytest
 
 from serving.tokens import ensure_key_file
 from tests.serving.live import ROOT, Service, free_port
-from tests.serving.registry_fixture import write_registry
+from tests.trained_registry import build_registry
 
 
 @pytest.fixture(scope="session")
 def registry_root(tmp_path_factory):
-    return write_registry(tmp_path_factory.mktemp("registry"))
+    return build_registry(tmp_path_factory.mktemp("registry"))
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ import torch
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
+from model_registry import Registry, RegistryError
 from serving import config as serve_config
 from serving.predictor import Predictor
-from serving.registry import Registry, RegistryError
 from serving.tokens import KEY_FILE_ENV
 
 
@@ -42,9 +42,9 @@ def test_config_for_all_environments_parses_with_serve_schema(registry_root, tmp
 
 
 def test_unset_alias_leaves_the_app_out(tmp_path):
-    from tests.serving.registry_fixture import write_registry
+    from tests.trained_registry import build_registry
 
-    root = write_registry(tmp_path / "reg", versions=(("v1", 0, 1),), aliases={"production": "v1"})
+    root = build_registry(tmp_path / "reg", versions=((0, 1),), aliases={"production": "v1"})
     cfg = serve_config.build_serve_config(str(root))
     ServeDeploySchema.model_validate(cfg)
     apps = apps_by_name(cfg)
@@ -55,7 +55,7 @@ def test_unset_alias_leaves_the_app_out(tmp_path):
 def test_explicit_version_and_errors(registry_root):
     cfg = serve_config.build_serve_config(str(registry_root), ["production"], versions={"production": "v2"})
     assert apps_by_name(cfg)["production"]["args"]["model_version"] == "v2"
-    with pytest.raises(RegistryError, match="neither a registered version nor an alias"):
+    with pytest.raises(RegistryError, match="no version v9"):
         serve_config.build_serve_config(str(registry_root), ["production"], versions={"production": "v9"})
     with pytest.raises(ValueError, match="canary_weight"):
         serve_config.build_serve_config(str(registry_root), canary_weight=2)
@@ -100,7 +100,7 @@ def test_cli_uses_the_inventory_and_creates_a_key(registry_root, tmp_path, capsy
     assert cfg["http_options"] == {"host": "127.0.0.1", "port": 18123}
     assert key.read_text() not in out.read_text()
     assert serve_config.main(["--registry", str(tmp_path / "missing"), "--environments", "production"]) == 2
-    assert "registry file not found" in capsys.readouterr().err
+    assert "no model to serve" in capsys.readouterr().err
 
 
 def test_registry_reader_resolves_aliases(registry_root):

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from prometheus_client import start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
+from model_registry import Registry
 from serving import metric_names as names
 from serving.loadgen import ClientMetrics, LoadGenerator
 from serving.predictor import Predictor
-from serving.registry import Registry
 from serving.tokens import TokenSigner
 from tests.serving.live import free_port
 

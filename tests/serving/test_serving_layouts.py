@@ -13,11 +13,11 @@ import pytest
 import torch
 from ray.serve.schema import ServeDeploySchema
 
+from model_registry import Registry
 from serving import metric_names as names
 from serving.config import LAYOUTS, Tuning
 from serving.deploy import deploy, wait_running
 from serving.predictor import Predictor
-from serving.registry import Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

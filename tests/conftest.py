@@ -1,0 +1,36 @@
+"""Fixtures shared across test packages: the real S3-compatible server the registry's tests run against."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.s3_server import SeaweedS3, new_bucket_url
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """SeaweedFS on 127.0.0.1 for the whole session; its credentials are in os.environ meanwhile, so the
+    registry (and subprocesses the tests start) reach it exactly as they would reach Chameleon's store."""
+    server = SeaweedS3(tmp_path_factory.mktemp("s3")).start()
+    saved = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    try:
+        yield server
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.stop()
+
+
+@pytest.fixture(params=["dir", "s3"])
+def registry_url(request, tmp_path):
+    """An empty registry root: a local directory, then a fresh bucket on the S3 server."""
+    if request.param == "dir":
+        return str(tmp_path / "registry")
+    request.getfixturevalue("s3_server")
+    return new_bucket_url()
