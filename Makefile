@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule scenarios to run (default: every role that has one), e.g. `make molecule ROLES="base firewall"`.
 ROLES ?= $(sort $(patsubst roles/%/molecule/default/molecule.yml,%,$(wildcard roles/*/molecule/default/molecule.yml)))
 
-.PHONY: help venv molecule-host lint pytest molecule test demo bench clean
+.PHONY: help venv molecule-host postgres-host lint pytest molecule test demo bench clean
 
 help:
 	@echo "make demo   - run the whole pipeline on this machine (inventories/local); KEEP=1 leaves it running"
@@ -24,6 +24,10 @@ venv:
 molecule-host:
 	@tools/molecule-host.sh
 
+# Debian's PostgreSQL server, for the feedback-store tests (they start their own throwaway servers).
+postgres-host:
+	@tools/postgres-host.sh
+
 lint: venv
 	ruff check .
 	ruff format --check .
@@ -31,7 +35,7 @@ lint: venv
 	ansible-lint --offline --profile production
 	actionlint .github/workflows/ci.yml
 
-pytest: venv
+pytest: venv postgres-host
 	python -m pytest
 
 molecule: venv molecule-host
