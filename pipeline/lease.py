@@ -46,4 +46,6 @@ def apply_extension(decision: Decision, inventory: str | Path) -> Decision:
         operations.extend(inventory, f"{decision.extend_by_s // 60}m")
     except CloudError as exc:
         return replace(decision, action=REFUSE, reasons=(*decision.reasons, str(exc)), extend_by_s=0)
-    return decision
+    return replace(
+        decision, reasons=(*decision.reasons, f"lease extended by {decision.extend_by_s} s on Chameleon")
+    )

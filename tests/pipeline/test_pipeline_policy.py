@@ -208,7 +208,8 @@ def test_a_short_lease_is_extended_on_chameleon_then_fits(fake, make_inventory):
     assert 0 < lease.end - now <= 20 * 60
     decision = decide(POLICY, signals(new_labels=500, trainings=(now - DAY_S,)), lease, now)
     assert decision.action == RETRAIN and decision.extend_by_s > 0
-    assert apply_extension(decision, inv) == decision
+    extended = apply_extension(decision, inv)
+    assert extended.action == RETRAIN and extended.reasons[-1].startswith("lease extended by")
     longer = current_lease(inv)
     assert longer.end - lease.end == pytest.approx(decision.extend_by_s, abs=60)
     # now it fits: no further extension asked
