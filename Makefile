@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule scenarios to run (default: every role that has one), e.g. `make molecule ROLES="base firewall"`.
 ROLES ?= $(sort $(patsubst roles/%/molecule/default/molecule.yml,%,$(wildcard roles/*/molecule/default/molecule.yml)))
 
-.PHONY: install help venv molecule-host kube-apiserver image image-push lint pytest molecule test demo bench clean
+.PHONY: install help venv molecule-host kube-apiserver image image-push postgres-host lint pytest molecule test demo bench clean
 
 install: venv
 	@echo "chiops installed: $(VENV)/bin/chiops (source $(VENV)/bin/activate; chiops --help)"
@@ -43,6 +43,10 @@ image: venv
 image-push: venv
 	@tools/image-push.sh "$(IMAGE_REGISTRY)" $(PUSH_OPTS)
 
+# Debian's PostgreSQL server, for the feedback-store tests (they start their own throwaway servers).
+postgres-host:
+	@tools/postgres-host.sh
+
 lint: venv
 	ruff check .
 	ruff format --check .
@@ -51,7 +55,7 @@ lint: venv
 	actionlint .github/workflows/*.yml
 	python tools/secret_scan.py
 
-pytest: venv kube-apiserver
+pytest: venv kube-apiserver postgres-host
 	python -m pytest
 
 molecule: venv molecule-host

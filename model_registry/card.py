@@ -63,6 +63,11 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"- source: `{data['source']}`, sha256 `{data['sha256']}`",
         f"- split sizes: {data['split_sizes']} (stratified, split seed {cfg['values']['split']['seed']})",
         f"- label noise injected into train/val: {data.get('label_noise', {})}",
+        *[
+            f"- data version: {v['kind']} `{v.get('path', v.get('source', ''))}`, sha256 `{v['sha256']}`"
+            + (f", {v['records']} feedback records" if "records" in v else "")
+            for v in data.get("versions", [])
+        ],
         "",
         "## Metrics (test split, clean labels)",
         "| metric | value |",

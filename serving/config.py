@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from model_registry import Registry, RegistryError
+from serving.feedback_store import STORE_ENV, open_store
 from serving.split import check_weight
 from serving.tokens import KEY_FILE_ENV, ensure_key_file
 
@@ -54,6 +55,9 @@ class Tuning:
     canary_timeout_s: float = 10.0
     max_body_bytes: int = 256 * 1024
     max_batch: int = 64
+    # Where accepted feedback is kept (serving/feedback_store.py): sqlite:///abs/path.db or
+    # postgresql://user@host/db (no password in the URL). None: feedback is counted, not kept.
+    feedback_store: str | None = None
     extra_env_vars: dict = field(default_factory=dict)
 
     @classmethod
@@ -136,6 +140,9 @@ def build_serve_config(
     if not resolved:
         raise RegistryError(f"no model to serve: none of {list(environments)} has a version in {registry}")
     env_vars = {str(k): str(v) for k, v in tuning.extra_env_vars.items()}
+    if tuning.feedback_store:
+        open_store(tuning.feedback_store)  # refuses a malformed URL or one carrying a password, here
+        env_vars[STORE_ENV] = tuning.feedback_store
     if token_key_file:
         env_vars[KEY_FILE_ENV] = str(Path(token_key_file).resolve())
     limits = {"max_body_bytes": tuning.max_body_bytes, "max_batch": tuning.max_batch}
@@ -282,6 +289,11 @@ def main(argv=None) -> int:
     )
     p.add_argument("--fused", action="store_true", help="same as --layout fused")
     p.add_argument("--classifier-gpus", type=float, default=0.0, help="GPUs per model replica (GPU nodes)")
+    p.add_argument(
+        "--feedback-store",
+        help="keep accepted feedback here: sqlite:///abs/path.db or postgresql://user@host/db "
+        "(password from PGPASSWORD/PGPASSFILE in the replicas' environment); default: not kept",
+    )
     p.add_argument("--no-public", action="store_true", help="leave out the public router")
     p.add_argument("--route-prefix", help="route prefix of every environment app (default /<environment>)")
     p.add_argument("-o", "--output", help="write the YAML here (default: stdout)")
@@ -297,6 +309,7 @@ def main(argv=None) -> int:
             classifier_replicas=a.replicas,
             max_batch_size=a.max_batch_size,
             classifier_gpus=a.classifier_gpus,
+            feedback_store=a.feedback_store,
         )
         config = build_serve_config(
             a.registry,

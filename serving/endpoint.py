@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
-from serving.feedback import handle_feedback
+from serving.feedback import feedback
+from serving.feedback_store import image_digest
 from serving.metrics import ServiceMetrics
 from serving.schema import BadRequest, Limits, parse_predict
 from serving.tokens import TokenSigner
@@ -29,6 +30,7 @@ class ModelEndpoint:
         metrics: ServiceMetrics,  # counted under ``environment`` whichever replica's metrics these are
         predict: Predict,
         info: Info,
+        store=None,  # serving.feedback_store, or None: feedback is counted, not kept
     ):
         self.environment = environment
         self.version = model_version
@@ -37,15 +39,18 @@ class ModelEndpoint:
         self._metrics = metrics
         self._predict = predict
         self._info = info
+        self._store = store
 
-    def _payload(self, version: str, classes: list[int], confidences: list[float]) -> dict:
-        sign = self._signer.sign
+    def _payload(self, version: str, classes: list[int], confidences: list[float], images) -> dict:
+        def sign(c, image):
+            return self._signer.sign(self.environment, version, c, image_digest=image_digest(image))
+
         return {
             "environment": self.environment,
             "model_version": version,
             "predictions": [
-                {"class": c, "probability": round(p, 6), "prediction_id": sign(self.environment, version, c)}
-                for c, p in zip(classes, confidences, strict=True)
+                {"class": c, "probability": round(p, 6), "prediction_id": sign(c, image)}
+                for c, p, image in zip(classes, confidences, images, strict=True)
             ],
         }
 
@@ -65,7 +70,10 @@ class ModelEndpoint:
             else:
                 version = result["model_version"]
                 self._metrics.predicted(version, result["classes"], result["confidences"], self.environment)
-                status, payload = 200, self._payload(version, result["classes"], result["confidences"])
+                status, payload = (
+                    200,
+                    self._payload(version, result["classes"], result["confidences"], images),
+                )
         self._metrics.request(
             version, "/predict", status, (time.perf_counter() - started) * 1000, self.environment
         )
@@ -73,7 +81,7 @@ class ModelEndpoint:
 
     async def feedback(self, body: bytes) -> tuple[int, dict]:
         started = time.perf_counter()
-        status, payload = handle_feedback(body, self.limits, self._signer, self._metrics)
+        status, payload = await feedback(body, self.limits, self._signer, self._metrics, self._store)
         latency_ms = (time.perf_counter() - started) * 1000
         self._metrics.request(self.version, "/feedback", status, latency_ms, self.environment)
         return status, payload

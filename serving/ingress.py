@@ -11,6 +11,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serving.endpoint import ModelEndpoint
+from serving.feedback_store import store_from_env
 from serving.http import install_error_handlers, json_response, read_body
 from serving.metrics import ServiceMetrics
 from serving.schema import BadRequest, Limits
@@ -61,6 +62,7 @@ class EnvironmentIngress:
             ServiceMetrics(environment),
             predict,
             info,
+            store_from_env(),
         )
 
     async def handle_predict(self, body: bytes) -> tuple[int, dict]:

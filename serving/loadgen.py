@@ -147,9 +147,11 @@ class LoadGenerator:
 
     async def _feedback(self, client, summary: Summary, items) -> None:
         await asyncio.sleep(self.feedback_delay_s)
-        for token, label in items:
+        for token, label, image in items:
+            # the image lets a feedback store keep what was predicted (serving/feedback.py)
+            body = {"prediction_id": token, "label": label, "image": image}
             try:
-                r = await client.post(self.feedback_path, json={"prediction_id": token, "label": label})
+                r = await client.post(self.feedback_path, json=body)
                 ok = r.status_code == 200
             except httpx.HTTPError:
                 ok = False
@@ -184,7 +186,10 @@ class LoadGenerator:
             correct = sum(p["class"] == y for p, y in zip(preds, truth, strict=True))
             self._count(summary.correct_by_version, version, correct)
             if self.feedback_delay_s is not None:
-                items = [(p["prediction_id"], y) for p, y in zip(preds, truth, strict=True)]
+                items = [
+                    (p["prediction_id"], y, image)
+                    for p, y, image in zip(preds, truth, body["images"], strict=True)
+                ]
                 task = asyncio.create_task(self._feedback(client, summary, items))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)

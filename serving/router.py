@@ -27,7 +27,8 @@ from ray import serve
 
 from serving import metric_names as names
 from serving.endpoint import ModelEndpoint
-from serving.feedback import handle_feedback
+from serving.feedback import feedback
+from serving.feedback_store import store_from_env
 from serving.http import install_error_handlers, json_response, read_body
 from serving.metrics import ServiceMetrics
 from serving.schema import BadRequest, Limits
@@ -62,6 +63,7 @@ class PublicRouter:
         self._limits = Limits(max_body_bytes=max_body_bytes, max_batch=max_batch)
         self._signer = TokenSigner(load_key(), max_age_s=token_max_age_s)
         self._metrics = ServiceMetrics(names.ROUTER_ENVIRONMENT)
+        self._store = store_from_env()
         self._stable: ModelEndpoint | None = None
         if stable_model is not None:
             from serving.ingress import local_model
@@ -75,6 +77,7 @@ class PublicRouter:
                 self._metrics,  # one set of Ray metrics per replica; the endpoint labels them production
                 predict,
                 info,
+                self._store,
             )
 
     def reconfigure(self, config: dict) -> None:
@@ -134,7 +137,7 @@ class PublicRouter:
             body = await read_body(request, self._limits)
         except BadRequest as exc:
             return self._refuse("/feedback", exc.status, exc.message)
-        status, payload = handle_feedback(body, self._limits, self._signer, self._metrics)
+        status, payload = await feedback(body, self._limits, self._signer, self._metrics, self._store)
         version = payload.get("model_version", names.NO_MODEL_VERSION)
         self._metrics.request(version, "/feedback", status, (time.perf_counter() - started) * 1000)
         return json_response(status, payload)

@@ -131,10 +131,30 @@ def parse_predict(body: bytes, limits: Limits) -> np.ndarray:
 
 def validate_feedback(body: object) -> tuple[str, int]:
     """Return (prediction_id, true label), or raise BadRequest."""
-    body = _object_with(body, {"prediction_id", "label"}, "/feedback")
+    token, label, _image = validate_feedback_image(body)
+    return token, label
+
+
+def validate_feedback_image(body: object) -> tuple[str, int, np.ndarray | None]:
+    """(prediction_id, true label, the predicted 8x8 image or None): the image is optional, and needed only
+    when a feedback store keeps the feedback (serving/feedback.py)."""
+    keys = {"prediction_id", "label"}
+    if isinstance(body, dict) and "image" in body:
+        keys.add("image")
+    body = _object_with(body, keys, "/feedback")
     token, label = body["prediction_id"], body["label"]
     if not isinstance(token, str) or not token:
         raise BadRequest(422, "prediction_id must be the non-empty string /predict returned")
     if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < NUM_CLASSES:
         raise BadRequest(422, f"label must be an integer class between 0 and {NUM_CLASSES - 1}")
-    return token, label
+    if "image" not in body:
+        return token, label, None
+    image = body["image"]
+    if not isinstance(image, list) or len(image) != IMAGE_SIDE:
+        raise BadRequest(422, f"image must be the 8x8 image sent to /predict, a list of {IMAGE_SIDE} rows")
+    pixels: list[float] = []
+    for r, row in enumerate(image):
+        if not isinstance(row, list) or len(row) != IMAGE_SIDE:
+            raise BadRequest(422, f"image[{r}] must be a list of {IMAGE_SIDE} numbers")
+        pixels.extend(_pixel(v, f"image[{r}][{c}]") for c, v in enumerate(row))
+    return token, label, np.asarray(pixels, dtype=np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE)

@@ -1,7 +1,8 @@
 """Signed prediction tokens: a prediction_id that carries what was predicted, so feedback needs no shared state.
 
 A token is ``<payload>.<mac>``: the payload (base64url JSON) holds environment, model version, predicted class,
-issue time and a random nonce; the mac is HMAC-SHA256 over the payload with a key only the service holds. Any
+issue time, a random nonce and a digest of the predicted image (so /feedback can hand the feedback store that very image and
+no other); the mac is HMAC-SHA256 over the payload with a key only the service holds. Any
 replica of any app (or the router) holding the key can verify a token and count its feedback, across restarts;
 a client cannot make up a token for a prediction it never received, nor change the class in one.
 Replays of a genuine token are not detected (that needs shared state); ``max_age_s`` bounds their window.
@@ -35,6 +36,7 @@ class Prediction:
     model_version: str
     predicted_class: int
     issued_at: float
+    image_digest: str | None = None  # serving.feedback_store.image_digest of the predicted image
 
 
 def _b64(data: bytes) -> str:
@@ -90,7 +92,12 @@ class TokenSigner:
         return _b64(hmac.new(self._key, payload.encode("ascii"), hashlib.sha256).digest()[:MAC_BYTES])
 
     def sign(
-        self, environment: str, model_version: str, predicted_class: int, now: float | None = None
+        self,
+        environment: str,
+        model_version: str,
+        predicted_class: int,
+        now: float | None = None,
+        image_digest: str | None = None,
     ) -> str:
         body = {
             "e": environment,
@@ -99,6 +106,8 @@ class TokenSigner:
             "t": round(time.time() if now is None else now, 3),
             "n": secrets.token_hex(6),
         }
+        if image_digest is not None:
+            body["d"] = image_digest
         payload = _b64(json.dumps(body, separators=(",", ":")).encode())
         return f"{payload}.{self._mac(payload)}"
 
@@ -116,7 +125,14 @@ class TokenSigner:
             raise TokenError("prediction_id signature does not match: not issued by this service")
         try:
             body = json.loads(_unb64(payload))
-            prediction = Prediction(str(body["e"]), str(body["v"]), int(body["c"]), float(body["t"]))
+            digest = body.get("d")
+            prediction = Prediction(
+                str(body["e"]),
+                str(body["v"]),
+                int(body["c"]),
+                float(body["t"]),
+                None if digest is None else str(digest),
+            )
         except (ValueError, KeyError, TypeError, OverflowError, binascii.Error) as exc:
             raise TokenError("prediction_id payload is malformed") from exc
         age = (time.time() if now is None else now) - prediction.issued_at

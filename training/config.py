@@ -55,6 +55,8 @@ SCHEMA: dict[str, Any] = {
                 "duplicates": {"enum": ["fail", "drop"]},
                 "max_class_imbalance": {"type": "number", "minimum": 1},
                 "min_per_class": {"type": "integer", "minimum": 2},
+                # a feedback snapshot (training/feedback_data.py) added to the training split
+                "feedback": {"type": "string", "minLength": 1},
             },
         },
         "split": {

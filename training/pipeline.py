@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,14 @@ import numpy as np
 from training.card import git_commit, utc_now, write_card
 from training.data import Dataset, ingest
 from training.errors import DataError, TrainingError
-from training.split import Splits, stratified_split
-from training.validate import Report, check_leakage, drop_duplicates, validate_dataset
+from training.split import Part, Splits, stratified_split
+from training.validate import (
+    Report,
+    check_class_balance,
+    check_leakage,
+    drop_duplicates,
+    validate_dataset,
+)
 
 Progress = Callable[[str], None]
 
@@ -46,8 +52,55 @@ def validated_splits(config: dict[str, Any], progress: Progress = _quiet) -> tup
     report.checks.append(leakage)
     if not leakage.ok:
         raise DataError("data validation failed:\n" + report.to_text())
+    feedback = config["data"].get("feedback")
+    if feedback:
+        splits = with_feedback(splits, feedback_path(config), report, config["data"], progress)
     progress(f"validation passed; split {splits.sizes()}")
     return clean, splits, report
+
+
+def feedback_path(config: dict[str, Any]) -> Path:
+    path = Path(config["data"]["feedback"])
+    if not path.is_absolute() and "_path" in config and not path.exists():
+        path = Path(config["_path"]).parent / path
+    return path
+
+
+def with_feedback(splits: Splits, path: Path, report: Report, data_config, progress: Progress) -> Splits:
+    """The feedback snapshot, validated like the reference data, joins the training split (never val/test)."""
+    from training.feedback_data import load_snapshot, validate_feedback
+
+    snap = load_snapshot(path)
+    checks = validate_feedback(snap.dataset, splits.test.images, data_config)
+    report.checks += [replace(c, name=f"feedback.{c.name}") for c in checks.checks]
+    if not checks.ok:
+        raise DataError("feedback validation failed:\n" + report.to_text())
+    fb = drop_duplicates(snap.dataset) if data_config["duplicates"] == "drop" else snap.dataset
+    train = splits.train
+    first = len(splits.train) + len(splits.val) + len(splits.test)  # row numbers after the reference data
+    joined = Dataset(
+        np.concatenate([train.images.astype(np.float64), fb.images]),
+        np.concatenate([train.labels.astype(np.float64), fb.labels]),
+        "train+feedback",
+        "",
+    )
+    for check in (
+        check_class_balance(joined, data_config["max_class_imbalance"], data_config["min_per_class"]),
+        check_leakage({"train": train.images, "val": splits.val.images, "feedback": fb.images}),
+    ):
+        report.checks.append(replace(check, name=f"train+feedback.{check.name}"))
+        if not check.ok:
+            raise DataError("feedback validation failed:\n" + report.to_text())
+    progress(
+        f"feedback {path.name}: {len(fb)} samples (sha256 {snap.dataset.sha256[:12]}…) join the training split"
+    )
+    splits.train = Part(
+        joined.images.astype(np.float32),
+        joined.labels.astype(np.int64),
+        np.concatenate([train.indices, first + np.arange(len(fb))]),
+    )
+    splits.feedback = snap.provenance
+    return splits
 
 
 def file_sha256(path: Path) -> str:
@@ -116,6 +169,11 @@ def run(config: dict[str, Any], out_dir: str | Path, progress: Progress = _quiet
             "split_sizes": splits.sizes(),
             "test_split_sha256": file_sha256(out_dir / "test_split.npz"),
             "label_noise": {"kind": noise["kind"], "rate": noise["rate"], "flipped": flipped},
+            # every data version the model saw: the reference data, then any feedback snapshot
+            "versions": [
+                {"kind": "reference", "source": dataset.source, "sha256": dataset.sha256},
+                *([splits.feedback] if splits.feedback else []),
+            ],
         },
         "metrics": metrics,
         "device": {**describe_device(device), "deterministic": "strict" if strict else "warn_only"},

@@ -23,6 +23,7 @@ class Splits:
     train: Part
     val: Part
     test: Part
+    feedback: dict | None = None  # provenance of a feedback snapshot joined to train (training/pipeline.py)
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}

@@ -1,0 +1,121 @@
+"""Command line: ``chiops pipeline decide`` (also ``python -m pipeline decide``): retrain or not, and why.
+
+    python -m pipeline decide --new-labels 250 --drift 0.31 --code-commit "$(git rev-parse HEAD)" \
+        --trained-commit abc123 --last-training 2026-12-01T08:00:00Z --inventory inventories/production
+
+Prints the decision and every reason (``--json`` for the whole Decision); exit 0 when it decided (retrain or
+skip; ``action`` says which), 1 when it refused (the lease cannot be extended) or Chameleon could not be
+reached, 2 for bad input. ``--extend`` performs the lease extension the decision asks for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+from pipeline.policy import REFUSE, Policy, Signals, decide
+
+
+def _when(text: str) -> float:
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO time like 2026-12-01T08:00:00Z, got {text!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z for UTC")
+    return parsed.timestamp()
+
+
+def _policy(path: str | None) -> Policy:
+    if not path:
+        return Policy()
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read the policy {path}: {exc}") from None
+    return Policy.from_mapping(data)
+
+
+def cmd_decide(args) -> int:
+    try:
+        policy = _policy(args.policy)
+        signals = Signals(
+            new_labels=args.new_labels,
+            drift=args.drift,
+            drift_armed=not args.drift_disarmed,
+            code_commit=args.code_commit,
+            trained_commit=args.trained_commit,
+            trainings=tuple(args.last_training),
+        )
+    except (ValueError, TypeError) as exc:
+        print(f"pipeline decide: {exc}", file=sys.stderr)
+        return 2
+    lease = None
+    if args.inventory:
+        from chi_scripts.errors import CloudError, SpecError
+        from pipeline.lease import apply_extension, current_lease
+
+        try:
+            lease = current_lease(args.inventory)
+            if lease is None:
+                print(f"pipeline decide: {args.inventory} has no live lease", file=sys.stderr)
+                return 1
+            decision = decide(policy, signals, lease, time.time())
+            if args.extend:
+                decision = apply_extension(decision, args.inventory)
+        except SpecError as exc:
+            print(f"pipeline decide: {exc}", file=sys.stderr)
+            return 2
+        except CloudError as exc:
+            print(f"pipeline decide: {exc}", file=sys.stderr)
+            return 1
+    else:
+        decision = decide(policy, signals, None, time.time())
+    if args.json:
+        print(json.dumps(decision.to_dict(), indent=2))
+    else:
+        print(f"{decision.action} (triggers: {', '.join(decision.triggers) or 'none'})")
+        for reason in decision.reasons:
+            print(f"  - {reason}")
+    if decision.action == REFUSE:
+        print(f"pipeline decide: refused: {decision.reasons[-1]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(subparsers) -> None:
+    group = subparsers.add_parser("pipeline", help="continuous training: when to retrain")
+    leaves = group.add_subparsers(dest="pipeline_command", required=True)
+    p = leaves.add_parser("decide", help="decide whether to retrain now, and say why")
+    p.add_argument("--new-labels", type=int, default=0, help="labelled feedback since production's data")
+    p.add_argument("--drift", type=float, help="input drift statistic of live traffic (omit: not measured)")
+    p.add_argument(
+        "--drift-disarmed", action="store_true", help="the drift trigger fired before and has not re-armed"
+    )
+    p.add_argument("--code-commit", required=True, help="commit of the training code and configs now")
+    p.add_argument("--trained-commit", help="commit production's model was trained from (its card)")
+    p.add_argument(
+        "--last-training", type=_when, action="append", default=[], metavar="TIME", help="repeatable"
+    )
+    p.add_argument("--policy", help="YAML mapping of Policy fields (docs/pipeline.md)")
+    p.add_argument("--inventory", help="check (and with --extend, extend) this inventory's Chameleon lease")
+    p.add_argument("--extend", action="store_true", help="extend the lease when the decision needs it")
+    p.add_argument("--json", action="store_true", help="print the whole decision as JSON")
+    p.set_defaults(func=cmd_decide)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    register(subparsers)
+    # ``python -m pipeline decide …`` reads as ``chiops pipeline decide …``
+    args = parser.parse_args(["pipeline", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
