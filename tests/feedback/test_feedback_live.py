@@ -13,7 +13,7 @@ from serving import metric_names as names
 from serving.config import Tuning
 from serving.feedback_store import open_store
 from serving.tokens import ensure_key_file
-from tests.serving.live import ROOT, Service, free_port, start_local_ray
+from tests.serving.live import ROOT, Service, free_port
 from tests.trained_registry import build_registry
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -24,7 +24,7 @@ def live(tmp_path_factory):
     import ray
     from ray import serve
 
-    from serving.deploy import deploy, wait_running
+    from serving.deploy import deploy, init_local_ray, wait_running
 
     registry = build_registry(tmp_path_factory.mktemp("registry"))
     store_dir = tmp_path_factory.mktemp("store")
@@ -33,7 +33,7 @@ def live(tmp_path_factory):
     old_pythonpath = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, old_pythonpath) if p)
     svc = Service(registry, key_file, free_port(), free_port())
-    start_local_ray(
+    init_local_ray(
         num_cpus=4,
         include_dashboard=False,
         _metrics_export_port=svc.metrics_port,
