@@ -60,9 +60,10 @@ def add_variant(root: Path, base: str, wrap) -> str:
         inner = torch.jit.load(io.BytesIO(registry.model_bytes(base)))
         torch.jit.script(wrap(inner)).save(str(art / "model.ts"))
         card = registry.card(base)
+        # The base's training values stay (the variant is that model, wrapped); only the name says what it is.
         card["config"] = {
+            **card["config"],
             "name": f"{base}-{wrap.__name__ if hasattr(wrap, '__name__') else 'variant'}",
-            "values": {},
         }
         (art / "card.json").write_text(json.dumps(card))
         return registry.register(art, None)[0]
