@@ -43,6 +43,15 @@ def listeners(procs: list[psutil.Process]) -> list[tuple[str, int, str]]:
     return out
 
 
+# KNOWN FAILURE (issue 15.2, open): seen in the clean-clone run of 2026-12-01, Ray 2.60 still listens on
+# all interfaces for the GCS (local_ray_gcs_port), the raylet, the worker gRPC ports and the metrics export,
+# and on the machine's address for the dashboard agent and the client server, despite
+# --node-ip-address=127.0.0.1 and RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0.
+# strict: the day the listeners are fixed this marker must go.
+@pytest.mark.xfail(
+    strict=True,
+    reason="Ray 2.60 binds GCS/raylet/worker/metrics ports on all interfaces (issue 15.2 open)",
+)
 @pytest.mark.timeout(900)
 def test_local_platform_listens_on_loopback_only(tmp_path):
     run_dir, registry = tmp_path / "run", tmp_path / "registry"
