@@ -11,7 +11,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule scenarios to run (default: every role that has one), e.g. `make molecule ROLES="base firewall"`.
 ROLES ?= $(sort $(patsubst roles/%/molecule/default/molecule.yml,%,$(wildcard roles/*/molecule/default/molecule.yml)))
 
-.PHONY: install help venv molecule-host kube-apiserver image image-push postgres-host lint pytest molecule test demo bench clean
+.PHONY: install help venv molecule-host kube-apiserver image image-push postgres-host lint pytest pytest-shared \
+	pytest-quiet molecule test demo bench clean
 
 install: venv
 	@echo "chiops installed: $(VENV)/bin/chiops (source $(VENV)/bin/activate; chiops --help)"
@@ -58,10 +59,24 @@ lint: venv
 pytest: venv kube-apiserver postgres-host
 	python -m pytest
 
+# The tests that judge live latency (marker `quiet`) and the rest, for `make test`.
+pytest-shared: venv kube-apiserver postgres-host
+	python -m pytest -m "not quiet"
+
+pytest-quiet: venv
+	python -m pytest -m quiet
+
 molecule: venv molecule-host
 	@tools/molecule-all.sh $(ROLES)
 
-test: lint image pytest molecule
+# Molecule mostly waits on package installs in containers, so it runs beside the tests that judge no latency;
+# the tests that do (the demo, the live gates and rollouts, the serving load tests) run after, alone. Every part
+# runs even when an earlier one failed, so one run reports every failure.
+test: lint image kube-apiserver postgres-host molecule-host
+	@status=0; \
+	$(MAKE) --no-print-directory -k -j2 --output-sync=line pytest-shared molecule || status=1; \
+	$(MAKE) --no-print-directory pytest-quiet || status=1; \
+	exit $$status
 
 demo: venv
 	@tools/demo.sh

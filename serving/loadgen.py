@@ -76,6 +76,7 @@ class Summary:
     correct_by_version: dict = field(default_factory=dict)
     feedback_sent: int = 0
     feedback_failed: int = 0
+    feedback_unsent: int = 0
     latencies_s: list = field(default_factory=list)
     records: list = field(default_factory=list)  # (seconds since start, model_version, outcome)
     duration_s: float = 0.0
@@ -96,6 +97,7 @@ class Summary:
             },
             "feedback_sent": self.feedback_sent,
             "feedback_failed": self.feedback_failed,
+            "feedback_unsent": self.feedback_unsent,
             "latency_p50_ms": round(float(np.nanpercentile(lat, 50)) * 1000, 2),
             "latency_p99_ms": round(float(np.nanpercentile(lat, 99)) * 1000, 2),
             "duration_s": round(self.duration_s, 2),
@@ -147,17 +149,22 @@ class LoadGenerator:
 
     async def _feedback(self, client, summary: Summary, items) -> None:
         await asyncio.sleep(self.feedback_delay_s)
-        for token, label, image in items:
-            # the image lets a feedback store keep what was predicted (serving/feedback.py)
-            body = {"prediction_id": token, "label": label, "image": image}
-            try:
-                r = await client.post(self.feedback_path, json=body)
-                ok = r.status_code == 200
-            except httpx.HTTPError:
-                ok = False
+        # One request's labels go out together, so each waits at most one client timeout, not one per image.
+        results = await asyncio.gather(*(self._post_feedback(client, item) for item in items))
+        for ok in results:
             summary.feedback_sent += 1
             summary.feedback_failed += 0 if ok else 1
             self.metrics.feedback.labels("ok" if ok else "error").inc()
+
+    async def _post_feedback(self, client, item) -> bool:
+        token, label, image = item
+        # the image lets a feedback store keep what was predicted (serving/feedback.py)
+        body = {"prediction_id": token, "label": label, "image": image}
+        try:
+            r = await client.post(self.feedback_path, json=body)
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200
 
     async def _one(self, client, summary: Summary, sem, started: float, tasks: set) -> None:
         idx = self._rng.integers(0, len(self.images), size=self.batch)
@@ -224,11 +231,14 @@ class LoadGenerator:
                 task.add_done_callback(tasks.discard)
                 n += 1
             # Let requests in flight finish and their feedback go out (bounded by the timeouts).
-            deadline = time.perf_counter() + self.timeout_s + (self.feedback_delay_s or 0) + 5
+            deadline = time.perf_counter() + 2 * self.timeout_s + (self.feedback_delay_s or 0) + 5
             while tasks and time.perf_counter() < deadline:
                 await asyncio.wait(set(tasks), timeout=max(0.1, deadline - time.perf_counter()))
             for task in tasks:
                 task.cancel()
+            # Labels still unsent at the deadline never reached the service: reported, not silently dropped.
+            owed = summary.outcomes.get("ok", 0) * self.batch if self.feedback_delay_s is not None else 0
+            summary.feedback_unsent = owed - summary.feedback_sent
             summary.duration_s = time.perf_counter() - started
         return summary
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.rollout.platform import ROOT, playbook_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.quiet]
 
 DEMO = ROOT / "runs" / "local" / "demo"
 LOCAL_PORTS = (6390, 8270, 8010, 9391, 9392, 9393)

@@ -29,7 +29,7 @@ from tests.rollout import bad_models
 from tests.rollout.platform import isolated_vars, run_playbook
 from tests.trained_registry import build_registry
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.quiet]
 
 BASE_PORT = 6460
 WINDOW_S = 30

@@ -25,11 +25,10 @@ from prometheus_client import start_http_server
 from model_registry import Registry
 from rollout import aliases
 from serving.loadgen import ClientMetrics, LoadGenerator
-from tests.rollout import bad_models
 from tests.rollout.platform import ROOT, isolated_vars, playbook_env, run_playbook
 from tests.trained_registry import build_registry
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.quiet]
 
 BASE_PORT = 6500
 STRATEGY = {
@@ -50,8 +49,11 @@ STRATEGY = {
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    registry = build_registry(run_dir / "registry", versions=((0, 8), (0, 8)), aliases={"production": "v1"})
-    assert bad_models.add_variant(registry, "v1", bad_models.Inaccurate) == "v3"
+    # Three equally good versions (one seed): the operator aborts v3 by choice, so it must reach the canary
+    # step (a bad model would be stopped at staging, before there is anything to abort).
+    registry = build_registry(
+        run_dir / "registry", versions=((0, 8), (0, 8), (0, 8)), aliases={"production": "v1"}
+    )
     extra = isolated_vars(BASE_PORT, run_dir, registry)
     extra["rollout_state_dir"] = str(run_dir / "rollout")
     extra["rollout_strategy"] = STRATEGY

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.quiet]
 
 ROUTES = ("/predict", "/feedback", "/healthz", "/version", "/nope", "/predict/extra", "/")
 PREFIXES = ("", "/production", "/canary")

@@ -5,12 +5,8 @@ parsed by Ray Serve's own schema, deployed, and answers like the offline model; 
 are counted as canary 5xx while every user request is answered by stable.
 """
 
-import json
-import shutil
-
 import numpy as np
 import pytest
-import torch
 from ray.serve.schema import ServeDeploySchema
 
 from model_registry import Registry
@@ -18,8 +14,9 @@ from serving import metric_names as names
 from serving.config import LAYOUTS, Tuning
 from serving.deploy import deploy, wait_running
 from serving.predictor import Predictor
+from tests.rollout import bad_models
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.quiet]
 
 
 def _key(name: str) -> tuple[str, str]:
@@ -89,33 +86,21 @@ def test_layout_deploys_and_answers_like_the_offline_model(service, registry_roo
 
 
 def _add_crashing_version(registry_root) -> str:
-    """A registered version whose model loads and passes the start check (all-zero image) but raises on
-    any real digit: a canary that crashes on live traffic."""
-
-    class Crashing(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if bool((x > 0).any()):
-                raise RuntimeError("crashing canary")
-            return torch.zeros(x.shape[0], 10)
-
-    src, dst = registry_root / "versions" / "v2", registry_root / "versions" / "crash"
-    if not dst.exists():
-        shutil.copytree(src, dst)
-        torch.jit.script(Crashing()).save(str(dst / "model.ts"))
-        card = json.loads((dst / "card.json").read_text())
-        (dst / "card.json").write_text(json.dumps({**card, "version": "crash"}))
-        index = json.loads((registry_root / "index.json").read_text())
-        index["versions"]["crash"] = index["versions"]["v2"]
-        (registry_root / "index.json").write_text(json.dumps(index))
-    return "crash"
+    """A registered version that loads and passes the start check but raises on any real digit: a canary that
+    crashes on live traffic. Registered once per module, through the real writer."""
+    registry = Registry(str(registry_root))
+    for version in registry.index()["versions"]:
+        if registry.card(version)["config"].get("name") == "v2-Crashing":
+            return version
+    return bad_models.add_variant(registry_root, "v2", bad_models.Crashing)
 
 
-def _canary_5xx(service, **labels) -> float:
+def _canary_5xx(service, version: str, **labels) -> float:
     return sum(
         service.total(
             names.REQUESTS_TOTAL,
             environment="canary",
-            model_version="crash",
+            model_version=version,
             route="/predict",
             status=s,
             **labels,
@@ -139,17 +124,18 @@ def test_crashing_canary_is_counted_as_canary_errors_and_costs_users_nothing(ser
         service, renewed=("canary", "public"), versions={"canary": crash}, canary_weight=1.0, tuning=tuning
     )
     assert service.client.get("/canary/version").json()["model_version"] == crash
-    base = _canary_5xx(service)
+    base = _canary_5xx(service, crash)
     burst(10)
-    service.wait_for("10 canary 5xx", lambda: _canary_5xx(service) - base == 10)
+    service.wait_for("10 canary 5xx", lambda: _canary_5xx(service, crash) - base == 10)
 
     # 2. The canary call itself fails (here: it never answers within the router's timeout): nobody but the
     #    router sees it, and the router counts it as a canary 503 under the canary's version.
     tuning = Tuning.for_layout("inline", canary_timeout_s=0.0001)
     cfg = _deploy(service, renewed=("public",), versions={"canary": crash}, canary_weight=1.0, tuning=tuning)
     assert {a["name"]: a for a in cfg["applications"]}["public"]["args"]["canary_version"] == crash
-    base = _canary_5xx(service, application="public")
+    base = _canary_5xx(service, crash, application="public")
     burst(10)
     service.wait_for(
-        "10 canary 503 counted by the router", lambda: _canary_5xx(service, application="public") - base == 10
+        "10 canary 503 counted by the router",
+        lambda: _canary_5xx(service, crash, application="public") - base == 10,
     )
