@@ -26,6 +26,9 @@ LEASE_END = "chiops_lease_end_timestamp_seconds"
 # Service-level objectives the alerts burn against.
 ERROR_SLO = 0.995  # 99.5 % of /predict answers are not 5xx
 LATENCY_SLO_MS = 500  # a histogram boundary of serving/metrics.py, so the good-ratio is exact
+# The `le` label as it is stored: Ray exports every boundary as str(float), and Prometheus 3 normalises to the
+# same form, so le="500" matches no series (found by tests/rollout/test_gates_live.py, 2026-12-02).
+LATENCY_SLO_LE = str(float(LATENCY_SLO_MS))
 LATENCY_SLO = 0.99  # 99 % of /predict answers within LATENCY_SLO_MS
 # Multi-window burn rate (fast burn: 2 % of a 30-day budget in 1 h).
 FAST_BURN = 14.4
@@ -55,7 +58,7 @@ def _error_ratio(window: str) -> str:
 
 def _slow_ratio(window: str) -> str:
     return (
-        f'1 - sum by ({BY}) (\n  rate({m.REQUEST_LATENCY_MS_BUCKET}{{{PREDICT},le="{LATENCY_SLO_MS}"}}[{window}])\n)\n'
+        f'1 - sum by ({BY}) (\n  rate({m.REQUEST_LATENCY_MS_BUCKET}{{{PREDICT},le="{LATENCY_SLO_LE}"}}[{window}])\n)\n'
         f"/\nsum by ({BY}) (rate({m.REQUEST_LATENCY_MS_COUNT}{{{PREDICT}}}[{window}]))"
     )
 

@@ -49,7 +49,7 @@ def environment_app(args: dict):
 
 
 def public_app(args: dict):
-    """The router at ``/``; the canary weight comes from the Router's user_config.
+    """The router at ``/``; the canary (app, version, weight) comes from the router's user_config.
 
     Torch-free unless ``stable_version`` is given: then the router runs that production model itself.
     """
@@ -58,8 +58,6 @@ def public_app(args: dict):
     stable = args.get("stable_version")
     return PublicRouter.bind(
         stable_app=args.get("stable_app", "production"),
-        canary_app=args.get("canary_app"),
-        canary_version=args.get("canary_version"),
         canary_timeout_s=float(args.get("canary_timeout_s", 10.0)),
         stable_model=_model_settings(args, stable, "public") if stable else None,
         **{k: args[k] for k in LIMIT_KEYS if k in args},

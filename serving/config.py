@@ -200,9 +200,6 @@ def build_serve_config(
             raise ValueError("the public router needs a production model to route to")
         args = {
             "stable_app": STABLE_ENVIRONMENT,
-            "canary_app": CANARY_ENVIRONMENT if CANARY_ENVIRONMENT in resolved else None,
-            # the router counts a failed canary call under the canary's version (serving/router.py)
-            "canary_version": resolved.get(CANARY_ENVIRONMENT),
             "canary_timeout_s": tuning.canary_timeout_s,
             **limits,
         }
@@ -219,7 +216,12 @@ def build_serve_config(
                     tuning.router_replicas,
                     tuning.classifier_cpus if tuning.inline_stable else tuning.router_cpus,
                     tuning,
-                    user_config={"canary_weight": canary_weight},
+                    # the canary is user_config, not args: a new one reconfigures the running router
+                    user_config={
+                        "canary_weight": canary_weight,
+                        "canary_app": CANARY_ENVIRONMENT if CANARY_ENVIRONMENT in resolved else None,
+                        "canary_version": resolved.get(CANARY_ENVIRONMENT),
+                    },
                 )
             ],
         }

@@ -20,8 +20,8 @@ REQUEST_LATENCY_MS_BUCKET = REQUEST_LATENCY_MS + "_bucket"
 REQUEST_LATENCY_MS_COUNT = REQUEST_LATENCY_MS + "_count"
 REQUEST_LATENCY_MS_SUM = REQUEST_LATENCY_MS + "_sum"
 # Its bucket upper bounds (ms): a quarter-octave grid through 500 ms (the SLO the alert rules read as
-# le="500"),
-# fine enough that the canary latency gate compares candidate and stable within ~19 % (rollout/gates.py).
+# le="500.0", the form Ray exports), fine enough that the canary latency gate compares candidate and stable
+# within ~19 % (rollout/gates.py).
 LATENCY_BOUNDARIES_MS = [
     int(b) if b == int(b) else b for b in (float(f"{500 * 2 ** (j / 4):.4g}") for j in range(-40, 18))
 ]

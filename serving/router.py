@@ -1,6 +1,8 @@
 """Public router: splits /predict between the stable and the canary app by ``canary_weight`` (user_config).
 
-A weight change arrives through ``reconfigure`` in the running replica, so shifting traffic restarts nothing.
+A weight change and a new canary (its app and version) arrive through ``reconfigure`` in the running replica,
+so neither deploying a canary nor shifting traffic starts a router process (on a small machine a new one costs
+tens of seconds of CPU that the replicas answering users need).
 /feedback is verified and counted here for any environment, since the signed prediction_id says which
 environment and model version made the prediction.
 
@@ -47,18 +49,16 @@ class PublicRouter:
     def __init__(
         self,
         stable_app: str = "production",
-        canary_app: str | None = "canary",
         max_body_bytes: int = Limits.max_body_bytes,
         max_batch: int = Limits.max_batch,
         token_max_age_s: float = 7 * 24 * 3600,
-        canary_version: str | None = None,
         canary_timeout_s: float = 10.0,
         stable_model: dict | None = None,
     ):
-        self._apps = {STABLE: stable_app, CANARY: canary_app}
+        self._apps: dict[str, str | None] = {STABLE: stable_app, CANARY: None}
         self._handles: dict = {}
         self._splitter = WeightedSplitter(0.0)
-        self._canary_version = canary_version or names.NO_MODEL_VERSION
+        self._canary_version = names.NO_MODEL_VERSION
         self._canary_timeout_s = canary_timeout_s
         self._limits = Limits(max_body_bytes=max_body_bytes, max_batch=max_batch)
         self._signer = TokenSigner(load_key(), max_age_s=token_max_age_s)
@@ -81,6 +81,12 @@ class PublicRouter:
             )
 
     def reconfigure(self, config: dict) -> None:
+        canary_app = config.get("canary_app")
+        if canary_app != self._apps[CANARY]:
+            self._handles.pop(CANARY, None)
+            self._apps[CANARY] = canary_app
+        # the router counts a failed canary call under the canary's version (module docstring)
+        self._canary_version = config.get("canary_version") or names.NO_MODEL_VERSION
         self._splitter.set_weight(config.get("canary_weight", 0.0))
 
     def _handle(self, side: str):

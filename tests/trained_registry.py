@@ -19,7 +19,13 @@ RootT = TypeVar("RootT", str, Path)
 # does when the same recipe is registered twice, and it saves a training run per repeat.
 _TRAINED: dict[tuple[int, int], Path] = {}
 _CACHE = Path(tempfile.mkdtemp(prefix="chiops-trained-"))
-atexit.register(shutil.rmtree, _CACHE, True)
+
+
+def cleanup() -> None:
+    shutil.rmtree(_CACHE, ignore_errors=True)
+
+
+atexit.register(cleanup)
 
 
 def trained(seed: int, epochs: int) -> Path:

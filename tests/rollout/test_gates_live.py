@@ -138,7 +138,8 @@ def test_gate_decides_on_live_traffic(platform, traffic, prom, version):
     # The service's finer latency histogram reaches the gate, with the 500 ms boundary the alert rules read.
     assert len(candidate.latency_buckets) == len(LATENCY_BOUNDARIES_MS) + 1, sorted(candidate.latency_buckets)
     assert 0 < candidate.latency_buckets[math.inf] <= candidate.requests
-    assert prom.query(f'{REQUEST_LATENCY_MS_BUCKET}{{le="500"}}', now), 'no le="500" bucket exported'
+    le = monitoring.LATENCY_SLO_LE
+    assert prom.query(f'{REQUEST_LATENCY_MS_BUCKET}{{le="{le}"}}', now), f'no le="{le}" bucket exported'
     if failing_gate is None:
         assert decision.verdict == "pass", f"good candidate {version} not promoted:\n{detail}"
     else:

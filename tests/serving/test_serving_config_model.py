@@ -32,8 +32,7 @@ def test_config_for_all_environments_parses_with_serve_schema(registry_root, tmp
     }
     assert [a["route_prefix"] for a in cfg["applications"]] == ["/staging", "/canary", "/production", "/"]
     router = apps["public"]["deployments"][0]
-    assert router["user_config"] == {"canary_weight": 0.25}
-    assert apps["public"]["args"]["canary_app"] == "canary"
+    assert router["user_config"] == {"canary_weight": 0.25, "canary_app": "canary", "canary_version": "v2"}
     # zero-downtime updates: a replacement starts before the old replica stops
     assert all(d["max_surge_percent"] == 100 for a in cfg["applications"] for d in a["deployments"])
     # the replicas get the key's path, never the key
@@ -49,7 +48,8 @@ def test_unset_alias_leaves_the_app_out(tmp_path):
     ServeDeploySchema.model_validate(cfg)
     apps = apps_by_name(cfg)
     assert list(apps) == ["production", "public"]
-    assert apps["public"]["args"]["canary_app"] is None
+    router = apps["public"]["deployments"][0]
+    assert (router["user_config"]["canary_app"], router["user_config"]["canary_version"]) == (None, None)
 
 
 def test_explicit_version_and_errors(registry_root):

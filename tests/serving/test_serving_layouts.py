@@ -132,7 +132,8 @@ def test_crashing_canary_is_counted_as_canary_errors_and_costs_users_nothing(ser
     #    router sees it, and the router counts it as a canary 503 under the canary's version.
     tuning = Tuning.for_layout("inline", canary_timeout_s=0.0001)
     cfg = _deploy(service, renewed=("public",), versions={"canary": crash}, canary_weight=1.0, tuning=tuning)
-    assert {a["name"]: a for a in cfg["applications"]}["public"]["args"]["canary_version"] == crash
+    router = {a["name"]: a for a in cfg["applications"]}["public"]["deployments"][0]
+    assert router["user_config"]["canary_version"] == crash
     base = _canary_5xx(service, crash, application="public")
     burst(10)
     service.wait_for(
