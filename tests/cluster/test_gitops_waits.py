@@ -388,12 +388,6 @@ def run_secrets(kube_api, tmp_path, key: str | None) -> subprocess.CompletedProc
     )
 
 
-# KNOWN FAILURE (found by this test at the deadline): the second server-side apply of the Secret reports
-# changed=1 (stringData is converted to data on the server, so kubernetes.core sees a diff every run). Likely fix,
-# untested: `data: {key: "{{ chiops_token_key | b64encode }}"}` in playbooks/tasks/k8s_secrets.yml.
-@pytest.mark.xfail(
-    strict=True, reason="Secret re-apply is not idempotent yet (stringData); see the comment above"
-)
 def test_the_token_key_secret_comes_from_vault_and_reapplies_unchanged(cluster, tmp_path):
     import base64
 
