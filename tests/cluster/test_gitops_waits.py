@@ -342,7 +342,7 @@ def test_wait_split_needs_the_synced_commit_the_live_weights_and_the_gateway(set
         backend.wait_split(0.5, 30, seen.append)
 
 
-def run_secrets(kube_api, tmp_path, key: str | None) -> subprocess.CompletedProcess:
+def run_secrets(kube_api, tmp_path, key: str | None, store: dict | None) -> subprocess.CompletedProcess:
     playbook = tmp_path / "secrets.yml"
     playbook.write_text(
         yaml.safe_dump(
@@ -371,6 +371,8 @@ def run_secrets(kube_api, tmp_path, key: str | None) -> subprocess.CompletedProc
     }
     if key is not None:
         extra["chiops_token_key"] = key
+    if store is not None:
+        extra["k8s_secrets_object_store_env"] = store
     return subprocess.run(
         [
             str(Path(sys.executable).with_name("ansible-playbook")),
@@ -388,17 +390,26 @@ def run_secrets(kube_api, tmp_path, key: str | None) -> subprocess.CompletedProc
     )
 
 
-def test_the_token_key_secret_comes_from_vault_and_reapplies_unchanged(cluster, tmp_path):
+def test_the_secrets_come_from_vault_and_reapply_unchanged(cluster, tmp_path):
     import base64
 
     key = "k" * 16 + "0123456789abcdef0123"
-    first = run_secrets(cluster, tmp_path, key)
+    store = {"AWS_ACCESS_KEY_ID": "AKIDTEST", "AWS_SECRET_ACCESS_KEY": "s" * 24, "AWS_ENDPOINT": ""}
+    first = run_secrets(cluster, tmp_path, key, store)
     assert first.returncode == 0, first.stdout[-3000:]
-    assert key not in first.stdout + first.stderr
-    second = run_secrets(cluster, tmp_path, key)
+    assert key not in first.stdout + first.stderr and store["AWS_SECRET_ACCESS_KEY"] not in first.stdout
+    second = run_secrets(cluster, tmp_path, key, store)
     assert second.returncode == 0 and "changed=0" in second.stdout, second.stdout[-3000:]
     for env in ("canary", "production"):
         secret = cluster.get("secret", "chiops-token-key", "-n", f"chiops-{env}")
         assert base64.b64decode(secret["data"]["key"]).decode() == key
-    missing = run_secrets(cluster, tmp_path, None)
+        creds = cluster.get("secret", "chiops-object-store", "-n", f"chiops-{env}")["data"]
+        # every non-empty key becomes an env var of the Ray pods (envFrom); an empty endpoint is left out
+        assert {k: base64.b64decode(v).decode() for k, v in creds.items()} == {
+            "AWS_ACCESS_KEY_ID": "AKIDTEST",
+            "AWS_SECRET_ACCESS_KEY": "s" * 24,
+        }
+    missing = run_secrets(cluster, tmp_path, None, store)
     assert missing.returncode != 0 and "ansible-vault encrypt_string" in missing.stdout
+    no_store = run_secrets(cluster, tmp_path, key, {"AWS_ACCESS_KEY_ID": "AKIDTEST"})
+    assert no_store.returncode != 0 and "object-store credentials are missing" in no_store.stdout
