@@ -11,7 +11,7 @@ import datetime as dt
 
 from chi_scripts.errors import CloudError
 from chi_scripts.progress import wait_for
-from chi_scripts.spec import NodeGroup, Spec
+from chi_scripts.spec import Spec
 
 # Blazar statuses in which a lease holds (or will hold) its resources.
 LIVE = ("PENDING", "STARTING", "ACTIVE", "UPDATING")
@@ -134,10 +134,6 @@ def match_reservations(spec: Spec, lease: dict) -> dict[str, str]:
     return mapping
 
 
-def fip_reservation_ids(lease: dict) -> list[str]:
-    return [r["id"] for r in lease.get("reservations", []) if r.get("resource_type") == "virtual:floatingip"]
-
-
 def end_timestamp(lease: dict) -> float:
     """Blazar's end_date (UTC, no zone) as Unix time."""
     end = dt.datetime.strptime(lease["end_date"], "%Y-%m-%dT%H:%M:%S.%f")
@@ -168,10 +164,3 @@ def delete(lease: dict):
         if getattr(e, "kwargs", {}).get("code", getattr(e, "code", None)) == 404:
             return
         raise CloudError(f"Blazar would not delete lease {lease['name']}: {blazar_reason(e)}") from None
-
-
-def group_of(spec: Spec, server_name: str) -> NodeGroup | None:
-    for group in spec.nodes:
-        if server_name in group.server_names(spec.lease_name):
-            return group
-    return None

@@ -24,7 +24,7 @@ def _all_names(spec: Spec) -> list[str]:
     return [n for g in spec.nodes for n in g.server_names(spec.lease_name)]
 
 
-def _host_records(spec: Spec, lease: dict, mapping: dict, current: dict) -> list[dict]:
+def _host_records(spec: Spec, mapping: dict, current: dict) -> list[dict]:
     hosts = []
     for group in spec.nodes:
         for name in group.server_names(spec.lease_name):
@@ -128,7 +128,7 @@ class _Reserve:
         current = self._launch_and_wait(mapping, images, keypair)
         self._attach(current, fips)
         current = nova.by_name(nova.list_servers(), _all_names(spec))
-        hosts = _host_records(spec, self.lease, mapping, current)
+        hosts = _host_records(spec, mapping, current)
 
         targets = {h["name"]: h["floating_ip"] for h in hosts if h["floating_ip"]}
         if spec.ssh_check == "all":
@@ -426,7 +426,7 @@ def inventory(inventory) -> dict:
         raise CloudError(f"no ACTIVE lease named {spec.lease_name} (run reserve)")
     mapping = leases.match_reservations(spec, lease)
     current = nova.by_name(nova.list_servers(), _all_names(spec))
-    hosts = _host_records(spec, lease, mapping, current)
+    hosts = _host_records(spec, mapping, current)
     paths = _write_inventories(target, lease, hosts)
     say(f"Wrote {', '.join(map(str, paths))}")
     return {"lease": _lease_summary(lease), "hosts": hosts, "inventories": [str(p) for p in paths]}

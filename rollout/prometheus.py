@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import httpx
@@ -76,11 +75,3 @@ class Prometheus:
         return [
             (item["metric"], [(float(ts), float(v)) for ts, v in item["values"]]) for item in data["result"]
         ]
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.ready():
-                return
-            time.sleep(0.5)
-        raise PrometheusError(f"Prometheus at {self.base_url} not ready after {timeout:.0f} s")
