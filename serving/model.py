@@ -18,6 +18,7 @@ class BatchedModel:
         from serving.predictor import Predictor  # torch is imported here, where the model runs, only
 
         self._predictor = Predictor(registry, version, threads=threads)
+        self._predictor.warm_up(max_batch_size)
         self._infer.set_max_batch_size(max_batch_size)
         self._infer.set_batch_wait_timeout_s(batch_wait_timeout_s)
 

@@ -28,6 +28,15 @@ class Predictor:
         # Fail at replica start, not at the first request, if the model cannot run our input shape.
         self.predict(np.zeros((1, 8, 8), dtype=np.float32))
 
+    def warm_up(self, max_batch: int) -> None:
+        """Run every batch size up to max_batch twice before the replica takes traffic. TorchScript's profiling
+        executor optimises the graph anew for each new input shape until its specialisation budget is spent;
+        unwarmed, a new canary's first real batches took 0.1-1 s each (30 of its first 258 requests over 500 ms
+        in tests/rollout/test_gates_live.py, 2026-12-02), enough for the latency SLO gate to fail a good model."""
+        for n in range(1, max_batch + 1):
+            for _ in range(2):
+                self.predict(np.zeros((n, 8, 8), dtype=np.float32))
+
     def predict(self, images: np.ndarray) -> tuple[list[int], list[float]]:
         """images (N, 8, 8) or (N, 64) float32 in 0..16 → (classes, probability of each class)."""
         x = (
