@@ -242,7 +242,9 @@ def test_weight_change_moves_the_split_with_zero_failures(service, registry_root
     assert summary.failures == 0, summary.as_dict()
     assert summary.feedback_failed == summary.feedback_unsent == 0, summary.as_dict()
     assert summary.feedback_sent == 4 * summary.outcomes["ok"]
-    before = [v for t, v, _ in summary.records if t < 7.5]
+    # Sent 2 s before the deploy at 8 s: a request is routed when the router takes it, not when it is sent,
+    # and on a loaded machine one sent just before the change can reach the router after it.
+    before = [v for t, v, _ in summary.records if t < 6]
     after = [v for t, v, _ in summary.records if t > start + 1]
     assert len(before) > 50 and set(before) == {"v1"}
     assert len(after) > 50

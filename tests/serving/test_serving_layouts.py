@@ -119,11 +119,16 @@ def test_crashing_canary_is_counted_as_canary_errors_and_costs_users_nothing(ser
             r = service.client.post("/predict", json={"images": images[i * 4 : i * 4 + 4].tolist()})
             assert r.status_code == 200 and r.json()["model_version"] == "v1", r.text  # stable answered
 
-    # 1. The canary answers 5xx: it counts its own error; the router retries on stable.
-    _deploy(
-        service, renewed=("canary", "public"), versions={"canary": crash}, canary_weight=1.0, tuning=tuning
-    )
+    # 1. The canary answers 5xx: it counts its own error; the router retries on stable. The new canary
+    #    replaces the canary app; the router takes it (and the weight) in place, through its user_config.
+    _deploy(service, renewed=("canary",), versions={"canary": crash}, canary_weight=1.0, tuning=tuning)
     assert service.client.get("/canary/version").json()["model_version"] == crash
+    service.wait_for(
+        "the router sending everything to the crashing canary",
+        lambda: (lambda v: v["canary_weight"] == 1.0 and (v["canary"] or {}).get("model_version") == crash)(
+            service.client.get("/version").json()
+        ),
+    )
     base = _canary_5xx(service, crash)
     burst(10)
     service.wait_for("10 canary 5xx", lambda: _canary_5xx(service, crash) - base == 10)
