@@ -35,7 +35,12 @@ class Predictor:
         in tests/rollout/test_gates_live.py, 2026-12-02), enough for the latency SLO gate to fail a good model."""
         for n in range(1, max_batch + 1):
             for _ in range(2):
-                self.predict(np.zeros((n, 8, 8), dtype=np.float32))
+                try:
+                    self.predict(np.zeros((n, 8, 8), dtype=np.float32))
+                except Exception:
+                    # Best effort: the start check already proved the model runs. One that fails some of its
+                    # batches must still start, so that the canary's gates judge it on live traffic.
+                    return
 
     def predict(self, images: np.ndarray) -> tuple[list[int], list[float]]:
         """images (N, 8, 8) or (N, 64) float32 in 0..16 → (classes, probability of each class)."""
