@@ -28,16 +28,19 @@ _PREDICT = f',{m.ROUTE}="/predict"'
 
 
 def _growth(metric: str, selector: str, window: str, by: str = "") -> str:
-    """How much a (summed) counter grew over the window: its value now minus its value a window ago.
+    """How much a counter grew over the window, summed over its series: per series, its value now minus its
+    value a window ago.
 
     Not increase(): that starts at a series' first scrape, so a canary app that appeared during the window
     would lose everything it counted before that scrape. A series absent a window ago counted from 0 then.
+    Per series, not sum minus sum: a replica restarted in the window is a new series (Ray labels each replica),
+    and subtracting the old replica's total from the new one's would give a number that is neither's growth.
     """
     grouping = f" by ({by})" if by else ""
-    now = f"sum{grouping} ({metric}{selector})"
-    before = f"sum{grouping} ({metric}{selector} offset {check_window(window)})"
-    # Clamped at 0: after a counter reset (a restarted replica) the gate sees less evidence, never more.
-    return f"clamp_min({now} - ({before} or {now} * 0), 0)"
+    now = f"{metric}{selector}"
+    before = f"{metric}{selector} offset {check_window(window)}"
+    # Clamped at 0: a series that reset under the same labels adds no evidence rather than a negative count.
+    return f"sum{grouping} (clamp_min({now} - ({before} or {now} * 0), 0))"
 
 
 def requests(env: str, version: str, window: str) -> str:

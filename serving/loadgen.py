@@ -78,7 +78,8 @@ class Summary:
     feedback_failed: int = 0
     feedback_unsent: int = 0
     latencies_s: list = field(default_factory=list)
-    records: list = field(default_factory=list)  # (seconds since start, model_version, outcome)
+    # (sent, answered: seconds since start; model_version; outcome)
+    records: list = field(default_factory=list)
     duration_s: float = 0.0
 
     @property
@@ -201,7 +202,8 @@ class LoadGenerator:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         if self.keep_records:
-            summary.records.append((round(t0 - started, 4), version, outcome))
+            sent = t0 - started
+            summary.records.append((round(sent, 4), round(sent + latency, 4), version, outcome))
 
     async def run_async(self) -> Summary:
         summary, tasks = Summary(), set()

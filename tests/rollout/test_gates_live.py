@@ -24,7 +24,14 @@ from monitoring import generate as monitoring
 from rollout import gates, measure
 from rollout.prometheus import Prometheus
 from serving.loadgen import ClientMetrics, LoadGenerator
-from serving.metric_names import LATENCY_BOUNDARIES_MS, REQUEST_LATENCY_MS_BUCKET
+from serving.metric_names import (
+    FEEDBACK_CORRECT_TOTAL,
+    FEEDBACK_TOTAL,
+    LATENCY_BOUNDARIES_MS,
+    PREDICTIONS_TOTAL,
+    REQUEST_LATENCY_MS_BUCKET,
+    REQUESTS_TOTAL,
+)
 from tests.rollout import bad_models
 from tests.rollout.platform import isolated_vars, run_playbook
 from tests.trained_registry import build_registry
@@ -87,10 +94,35 @@ def traffic(platform):
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("summary", gen.run()), daemon=True)
     thread.start()
+    stable_history(platform)
     yield gen
     gen.stop()
     thread.join(timeout=60)
     server.shutdown()
+
+
+def stable_history(platform, timeout_s: float = 120) -> None:
+    """Until Prometheus holds every series of stable's the gates read, as a stable that served before would.
+
+    A series first scraped after a window began counts from 0 (queries._growth), so a stable whose predicted
+    classes appear one by one after the first candidate's window began would show a skewed class mix and
+    labels from before the window.
+    """
+    wanted = {
+        REQUESTS_TOTAL: 1,
+        FEEDBACK_TOTAL: 1,
+        FEEDBACK_CORRECT_TOTAL: 1,
+        PREDICTIONS_TOTAL: 10,  # one series per predicted class
+    }
+    selector = '{environment="production",model_version="v1"}'
+    deadline = time.monotonic() + timeout_s
+    with Prometheus(f"http://{platform['prometheus_listen_address']}") as p:
+        while True:
+            have = {name: len(p.query(name + selector)) for name in wanted}
+            if all(have[name] >= n for name, n in wanted.items()):
+                return
+            assert time.monotonic() < deadline, f"stable's series not all in Prometheus: {have}"
+            time.sleep(2)
 
 
 @pytest.fixture(scope="module")
