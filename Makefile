@@ -37,11 +37,12 @@ molecule-host:
 kube-apiserver:
 	@nice -n 10 tools/kube-apiserver.sh >/dev/null
 
-image: venv
+# podman and the Debian base image come from molecule-host
+image: venv molecule-host
 	@tools/image.sh >/dev/null
 
 # e.g. make image-push IMAGE_REGISTRY=registry.example.org:5000 (prints the reference by digest)
-image-push: venv
+image-push: venv molecule-host
 	@tools/image-push.sh "$(IMAGE_REGISTRY)" $(PUSH_OPTS)
 
 # Debian's PostgreSQL server, for the feedback-store tests (they start their own throwaway servers).
@@ -74,7 +75,7 @@ molecule: venv molecule-host
 # runs even when an earlier one failed, so one run reports every failure. The two parallel parts print as they
 # go (interleaved), since make's output sync would hold each part's output until it ends. The API server's cold
 # build (~7 min of compiling) is pytest-shared's own prerequisite, so it overlaps Molecule's package installs.
-test: lint image postgres-host molecule-host
+test: lint molecule-host image postgres-host
 	@status=0; \
 	$(MAKE) --no-print-directory -k -j2 pytest-shared molecule || status=1; \
 	$(MAKE) --no-print-directory pytest-quiet || status=1; \
