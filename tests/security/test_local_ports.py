@@ -33,6 +33,13 @@ def platform_processes(markers: list[str]) -> list[psutil.Process]:
     return list(found.values())
 
 
+def is_loopback(ip: str) -> bool:
+    """127.0.0.0/8, ::1, or 127.x IPv4-mapped (Ray's gRPC servers list as [::ffff:127.0.0.1])."""
+    address = ipaddress.ip_address(ip)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
 def listeners(procs: list[psutil.Process]) -> list[tuple[str, int, str]]:
     out = []
     for proc in procs:
@@ -43,15 +50,6 @@ def listeners(procs: list[psutil.Process]) -> list[tuple[str, int, str]]:
     return out
 
 
-# KNOWN FAILURE (issue 15.2, open): seen in the clean-clone run of 2026-12-01, Ray 2.60 still listens on
-# all interfaces for the GCS (local_ray_gcs_port), the raylet, the worker gRPC ports and the metrics export,
-# and on the machine's address for the dashboard agent and the client server, despite
-# --node-ip-address=127.0.0.1 and RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0.
-# strict: the day the listeners are fixed this marker must go.
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ray 2.60 binds GCS/raylet/worker/metrics ports on all interfaces (issue 15.2 open)",
-)
 @pytest.mark.timeout(900)
 def test_local_platform_listens_on_loopback_only(tmp_path):
     run_dir, registry = tmp_path / "run", tmp_path / "registry"
@@ -67,5 +65,5 @@ def test_local_platform_listens_on_loopback_only(tmp_path):
     ports = {port for _, port, _ in found}
     # The platform's own ports are among them: the check looked at the right processes.
     assert {BASE, BASE + 1, BASE + 2, BASE + 6, BASE + 8} <= ports, found
-    public = [(ip, port, who) for ip, port, who in found if not ipaddress.ip_address(ip).is_loopback]
+    public = [(ip, port, who) for ip, port, who in found if not is_loopback(ip)]
     assert public == [], f"listeners on non-loopback addresses: {public}"
