@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.policy import Policy
 from rollout import state
 from serving import metric_names as m
 
@@ -35,6 +36,9 @@ FAST_BURN = 14.4
 ACCURACY_ALERT_BELOW = 0.9
 ACCURACY_ALERT_MIN_FEEDBACK = 100
 LEASE_ALERT_SECONDS = 2 * 3600
+# Input drift (serving/drift.py): the pipeline's retrain threshold, judged once 30 m hold enough images.
+DRIFT_ALERT_ABOVE = Policy().drift_threshold
+DRIFT_ALERT_MIN_IMAGES = 500
 
 BY = f"{m.ENVIRONMENT}, {m.MODEL_VERSION}"
 PREDICT = f'{m.ROUTE}="/predict"'
@@ -45,8 +49,10 @@ SLOW_RATIO = "chiops:predict_slow_ratio:rate{w}"
 P99 = "chiops:predict_latency_ms:p99_rate5m"
 ACCURACY = "chiops:online_accuracy:ratio_30m"
 FEEDBACK_30M = "chiops:feedback:increase_30m"
+IMAGES_30M = "chiops:input_images:increase_30m"
+DRIFT = "chiops:input_drift:tvd_30m"
 RECORDED = [ERROR_RATIO.format(w=w) for w in ("5m", "1h")] + [SLOW_RATIO.format(w=w) for w in ("5m", "1h")]
-RECORDED += [P99, ACCURACY, FEEDBACK_30M]
+RECORDED += [P99, ACCURACY, FEEDBACK_30M, IMAGES_30M, DRIFT]
 
 
 def _error_ratio(window: str) -> str:
@@ -60,6 +66,29 @@ def _slow_ratio(window: str) -> str:
     return (
         f'1 - sum by ({BY}) (\n  rate({m.REQUEST_LATENCY_MS_BUCKET}{{{PREDICT},le="{LATENCY_SLO_LE}"}}[{window}])\n)\n'
         f"/\nsum by ({BY}) (rate({m.REQUEST_LATENCY_MS_COUNT}{{{PREDICT}}}[{window}]))"
+    )
+
+
+def _drift() -> str:
+    """Total variation distance between the live ink-bin shares over 30 m and the served model's reference.
+
+    A bin with no live image has no series: it counts with the reference's whole share (the `or`); a
+    version that saw no image in the window gets no value rather than a distance of one half.
+    """
+    live = f"sum by ({BY}, {m.BIN}) (increase({m.INPUT_INK_TOTAL}[30m]))"
+    reference = f"max by ({BY}, {m.BIN}) ({m.INPUT_REFERENCE_SHARE})"
+    return (
+        f"0.5 * sum by ({BY}) (\n"
+        f"  (\n"
+        f"    abs(\n"
+        f"      {live}\n"
+        f"      / ignoring ({m.BIN}) group_left {IMAGES_30M}\n"
+        f"      - {reference}\n"
+        f"    )\n"
+        f"    or {reference}\n"
+        f"  )\n"
+        f"  and on ({BY}) ({IMAGES_30M} > 0)\n"
+        f")"
     )
 
 
@@ -77,6 +106,8 @@ def rules() -> dict:
             "expr": f"(\n  sum by ({BY}) (increase({m.FEEDBACK_CORRECT_TOTAL}[30m]))\n  or {FEEDBACK_30M} * 0\n)\n"
             f"/\n{FEEDBACK_30M}",
         },
+        {"record": IMAGES_30M, "expr": f"sum by ({BY}) (increase({m.INPUT_INK_TOTAL}[30m]))"},
+        {"record": DRIFT, "expr": _drift()},
     ]
     error_budget = round(1 - ERROR_SLO, 6)
     latency_budget = round(1 - LATENCY_SLO, 6)
@@ -114,6 +145,18 @@ def rules() -> dict:
                 "summary": "{{ $labels.environment }} {{ $labels.model_version }} accuracy on feedback dropped",
                 "description": f"Accuracy on ground-truth feedback over 30 m is below {ACCURACY_ALERT_BELOW} "
                 "(now {{ $value | humanizePercentage }}).",
+            },
+        },
+        {
+            "alert": "ChiopsInputDrift",
+            "expr": f"{DRIFT} > {DRIFT_ALERT_ABOVE}\nand\n{IMAGES_30M} >= {DRIFT_ALERT_MIN_IMAGES}",
+            "for": "15m",
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "{{ $labels.environment }} {{ $labels.model_version }} sees inputs unlike its training data",
+                "description": f"Ink distribution of live images over 30 m is more than {DRIFT_ALERT_ABOVE} (total "
+                'variation) from the model\'s test split (now {{ $value | printf "%.2f" }}): '
+                "`chiops pipeline decide --drift` takes this value.",
             },
         },
         {
@@ -230,7 +273,21 @@ _GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([
 _BRACES = re.compile(r"\{[^}]*\}")
 _RANGE = re.compile(r"\[[^\]]*\]")
 _IDENT = re.compile(r"(?<![\w:.])[A-Za-z_:][\w:]*")
-_KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "bool", "offset", "inf", "nan"}
+_KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def metric_names_in(expr: str) -> set[str]:

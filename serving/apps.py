@@ -16,10 +16,11 @@ def _required(args: dict, key: str, what: str) -> Any:
 LIMIT_KEYS = ("max_body_bytes", "max_batch", "token_max_age_s")
 
 
-def _model_settings(args: dict, version: str, what: str) -> dict:
+def _model_settings(args: dict, version: str, what: str, environment: str) -> dict:
     return {
         "registry": _required(args, "registry", what),
         "version": version,
+        "environment": environment,
         "max_batch_size": int(args.get("max_batch_size", 16)),
         "batch_wait_timeout_s": float(args.get("batch_wait_timeout_s", 0.002)),
         "threads": int(args.get("torch_threads", 1)),
@@ -36,7 +37,7 @@ def environment_app(args: dict):
 
     environment = _required(args, "environment", "environment")
     version = _required(args, "model_version", "environment")
-    model = _model_settings(args, version, "environment")
+    model = _model_settings(args, version, "environment", environment)
     options = {k: args[k] for k in LIMIT_KEYS if k in args}
     if args.get("fused"):
         # One deployment: the ingress runs the model itself (see docs/serving.md, "Performance").
@@ -56,9 +57,10 @@ def public_app(args: dict):
     from serving.router import PublicRouter
 
     stable = args.get("stable_version")
+    stable_app = args.get("stable_app", "production")
     return PublicRouter.bind(
-        stable_app=args.get("stable_app", "production"),
+        stable_app=stable_app,
         canary_timeout_s=float(args.get("canary_timeout_s", 10.0)),
-        stable_model=_model_settings(args, stable, "public") if stable else None,
+        stable_model=_model_settings(args, stable, "public", stable_app) if stable else None,
         **{k: args[k] for k in LIMIT_KEYS if k in args},
     )

@@ -12,6 +12,8 @@ BASE_PREDICTIONS = "chiops_predictions"
 BASE_CONFIDENCE = "chiops_confidence"
 BASE_FEEDBACK = "chiops_feedback"
 BASE_FEEDBACK_CORRECT = "chiops_feedback_correct"
+BASE_INPUT_INK = "chiops_input_ink"
+BASE_INPUT_REFERENCE = "chiops_input_reference_share"
 
 # Exported names (what Prometheus stores).
 REQUESTS_TOTAL = "ray_chiops_requests_total"
@@ -32,6 +34,9 @@ CONFIDENCE_COUNT = CONFIDENCE + "_count"
 CONFIDENCE_SUM = CONFIDENCE + "_sum"
 FEEDBACK_TOTAL = "ray_chiops_feedback_total"
 FEEDBACK_CORRECT_TOTAL = "ray_chiops_feedback_correct_total"
+# Input drift (serving/drift.py): live images per ink bin; the model's reference share of each bin (gauge).
+INPUT_INK_TOTAL = "ray_chiops_input_ink_total"
+INPUT_REFERENCE_SHARE = "ray_chiops_input_reference_share"
 
 # Labels.
 ENVIRONMENT = "environment"
@@ -39,6 +44,7 @@ MODEL_VERSION = "model_version"
 ROUTE = "route"
 STATUS = "status"
 PREDICTED_CLASS = "predicted_class"
+BIN = "bin"
 COMMON_LABELS = (ENVIRONMENT, MODEL_VERSION)
 # The router's own requests (bad /feedback bodies, an unreachable backend) carry these labels.
 ROUTER_ENVIRONMENT = "public"
@@ -61,4 +67,6 @@ EXPORTED = {
     BASE_CONFIDENCE: CONFIDENCE_BUCKET,
     BASE_FEEDBACK: FEEDBACK_TOTAL,
     BASE_FEEDBACK_CORRECT: FEEDBACK_CORRECT_TOTAL,
+    BASE_INPUT_INK: INPUT_INK_TOTAL,
+    BASE_INPUT_REFERENCE: INPUT_REFERENCE_SHARE,
 }

@@ -5,6 +5,8 @@ module-level collector is a detached copy); Ray's metrics are. set_default_tags 
 every metric gets a dict of its own.
 """
 
+import time
+
 from ray.serve import metrics
 
 from serving import metric_names as names
@@ -77,3 +79,38 @@ class ServiceMetrics:
         self.feedback.inc(1, tags=self._tags(model_version, environment))
         if correct:  # Ray counters refuse inc(0)
             self.feedback_correct.inc(1, tags=self._tags(model_version, environment))
+
+
+class DriftMetrics:
+    """The input-drift pair of one served version (serving/drift.py), created where the model runs."""
+
+    # Ray stops exporting a gauge that is not set again (Ray 2.60: set once at replica start, it was gone from
+    # Prometheus within two minutes), so the reference is set again while images arrive.
+    REFRESH_S = 5.0
+
+    def __init__(self, environment: str, model_version: str, profile):
+        self._tags = {names.ENVIRONMENT: environment, names.MODEL_VERSION: model_version}
+        self.profile = profile
+        self.images = metrics.Counter(
+            names.BASE_INPUT_INK,
+            description="Live images by ink bin (deciles of the model's test split).",
+            tag_keys=(*names.COMMON_LABELS, names.BIN),
+        )
+        self.reference = metrics.Gauge(
+            names.BASE_INPUT_REFERENCE,
+            description="Share of the model's test split in each ink bin.",
+            tag_keys=(*names.COMMON_LABELS, names.BIN),
+        )
+        self._reference_set = None
+        self._set_reference()
+
+    def _set_reference(self) -> None:
+        for b, share in enumerate(self.profile.shares):
+            self.reference.set(share, tags={**self._tags, names.BIN: str(b)})
+        self._reference_set = time.monotonic()
+
+    def observed(self, images) -> None:
+        for b, n in self.profile.counts(images).items():
+            self.images.inc(n, tags={**self._tags, names.BIN: str(b)})
+        if time.monotonic() - self._reference_set >= self.REFRESH_S:
+            self._set_reference()

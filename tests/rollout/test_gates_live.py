@@ -132,14 +132,13 @@ def prom(platform):
 
 
 def canary(platform, version: str) -> float:
-    run_playbook(
-        "serve.yml",
-        {
-            **platform,
-            "serve_versions": {"production": "v1", "canary": version},
-            "serve_weight": WEIGHT,
-        },
-    )
+    """Start `version` as the engine does (rollout/engine.py): served at weight 0 until /canary/version
+    answers, which also opens its ingress's path to its model, and only then given a share of the route."""
+    for weight in (0.0, WEIGHT):
+        run_playbook(
+            "serve.yml",
+            {**platform, "serve_versions": {"production": "v1", "canary": version}, "serve_weight": weight},
+        )
     return time.time()
 
 
@@ -203,3 +202,6 @@ def test_dashboard_and_rule_metrics_exist_in_the_live_prometheus(platform, traff
     assert missing == [], f"dashboard reads metrics nobody exports: {missing}"
     alerts = httpx.get(f"{prom.base_url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
     assert any(a["labels"]["alertname"] == "ChiopsLeaseEndingSoon" for a in alerts), alerts
+    # The drift rule on traffic drawn from production's own test split: measured, and far below its threshold.
+    drift = prom.query(f'{monitoring.DRIFT}{{environment="production",model_version="v1"}}')
+    assert len(drift) == 1 and drift[0][1] < monitoring.DRIFT_ALERT_ABOVE / 2, drift

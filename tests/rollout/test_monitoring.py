@@ -27,7 +27,7 @@ def test_promtool_accepts_the_rules():
         [PROMTOOL, "check", "rules", str(monitoring.RULES_PATH)], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 12 rules found" in out.stdout
+    assert "SUCCESS: 15 rules found" in out.stdout
 
 
 ALERT_TESTS = textwrap.dedent(
@@ -54,6 +54,7 @@ ALERT_TESTS = textwrap.dedent(
             values: '0+10x400'
           - series: 'ray_chiops_feedback_correct_total{{environment="production",model_version="v1"}}'
             values: '0+10x400'
+{drift_series}
         alert_rule_test:
           - eval_time: 4m
             alertname: ChiopsLeaseEndingSoon
@@ -79,15 +80,46 @@ ALERT_TESTS = textwrap.dedent(
                 exp_annotations:
                   summary: canary v3 accuracy on feedback dropped
                   description: Accuracy on ground-truth feedback over 30 m is below 0.9 (now 80%).
+          - eval_time: 40m
+            alertname: ChiopsInputDrift
+            exp_alerts:
+              - exp_labels: {{severity: ticket, environment: production, model_version: v1}}
+                exp_annotations:
+                  summary: production v1 sees inputs unlike its training data
+                  description: 'Ink distribution of live images over 30 m is more than 0.25 (total variation) from the model''s test split (now 0.80): `chiops pipeline decide --drift` takes this value.'
+        promql_expr_test:
+          # The canary's images are spread like its reference: no drift. Staging saw no image: no value.
+          - expr: chiops:input_drift:tvd_30m{{environment!="production"}}
+            eval_time: 40m
+            exp_samples:
+              - labels: 'chiops:input_drift:tvd_30m{{environment="canary",model_version="v3"}}'
+                value: 0
     """
 )
+
+
+def drift_series() -> str:
+    """Every served version exports its reference shares (a tenth per bin here); production v1's live images
+    all fall in bins 0 and 1 (TVD 0.8), canary v3's are spread evenly, staging v4 gets no traffic."""
+    lines = []
+    for env, version, live in (
+        ("production", "v1", {0: 5, 1: 5}),
+        ("canary", "v3", dict.fromkeys(range(10), 1)),
+        ("staging", "v4", {}),
+    ):
+        for b in range(10):
+            labels = f'environment="{env}",model_version="{version}",bin="{b}"'
+            lines.append(f"- series: '{m.INPUT_REFERENCE_SHARE}{{{labels}}}'\n  values: '0.1+0x400'")
+            if b in live:
+                lines.append(f"- series: '{m.INPUT_INK_TOTAL}{{{labels}}}'\n  values: '0+{live[b]}x400'")
+    return textwrap.indent("\n".join(lines), " " * 10)
 
 
 def test_alerts_fire_on_the_conditions_they_name(tmp_path):
     rules = tmp_path / "rules.yml"
     rules.write_text(monitoring.render_rules())
     tests = tmp_path / "tests.yml"
-    tests.write_text(ALERT_TESTS.format(rules=rules))
+    tests.write_text(ALERT_TESTS.format(rules=rules, drift_series=drift_series()))
     out = subprocess.run([PROMTOOL, "test", "rules", str(tests)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -99,6 +131,8 @@ def known_metric_names() -> set[str]:
         m.FEEDBACK_TOTAL,
         m.FEEDBACK_CORRECT_TOTAL,
         m.CLIENT_REQUESTS_TOTAL,
+        m.INPUT_INK_TOTAL,
+        m.INPUT_REFERENCE_SHARE,
     }
     for histogram in (m.REQUEST_LATENCY_MS, m.CONFIDENCE, m.CLIENT_LATENCY_SECONDS):
         exported |= {f"{histogram}_bucket", f"{histogram}_sum", f"{histogram}_count"}
@@ -137,6 +171,7 @@ def test_rules_read_only_known_metrics():
         ('sum by (le) (rate(a_bucket{x="y"}[5m]))', {"a_bucket"}),
         ("b:rec:rate5m > 14.4 * 0.005 and c_total offset 5m", {"b:rec:rate5m", "c_total"}),
         ('histogram_quantile(0.99, sum by (environment, le) (rate(d{route="/p"}[1m])))', {"d"}),
+        ("e / ignoring (bin) group_left\n f:rec - on (bin) group_right g", {"e", "f:rec", "g"}),
     ],
 )
 def test_metric_name_extraction(expr, names):

@@ -176,6 +176,8 @@ def test_metrics_are_exported_with_their_labels(service):
         names.CONFIDENCE_COUNT,
         names.FEEDBACK_TOTAL,
         names.FEEDBACK_CORRECT_TOTAL,
+        names.INPUT_INK_TOTAL,
+        names.INPUT_REFERENCE_SHARE,
     ]
 
     def all_there():
