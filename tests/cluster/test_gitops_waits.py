@@ -20,6 +20,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -243,7 +244,13 @@ def prepare(kube_api):
     kube_api.kubectl(
         "apply", "--server-side", "-f", str(upstream_dir() / "argo-cd-v3.4.6" / "application-crd.yaml")
     )
-    kube_api.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    # kubectl 1.20's wait errors out (rather than waits) on a CRD whose status is not written yet: poll it.
+    deadline = time.monotonic() + 60
+    while kube_api.kubectl(
+        "wait", "--for=condition=Established", "--timeout=10s", "crd", "--all", check=False
+    ).returncode:
+        assert time.monotonic() < deadline, "CRDs not Established within 60 s"
+        time.sleep(1)
     for ns in ("argocd", "chiops-staging", "chiops-canary", "chiops-production"):
         kube_api.kubectl("create", "namespace", ns, check=False)
     return kube_api

@@ -47,6 +47,9 @@ STRATEGY = {
         "min_feedback": 40,
         "max_latency_ratio": 2.0,
         "max_p99_latency_ms": 2000,
+        # The candidates equal stable; at this traffic their accuracy evidence can end the 150 s cap
+        # just short of ruling out 2x (CI 2026-12-02: bound 2.04x, rolled back). Mechanics, not power, here.
+        "max_misclassification_ratio": 3.0,
     },
     "staging": {"load_seconds": 3, "slo_p99_ms": 2000},
     "drain": "2s",
