@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import threading
 from pathlib import Path
 
@@ -19,8 +18,8 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.cluster.rendering import ROOT
 from tests.cluster.upstream import documents, pins, read_pinned
+from tests.kube import apiserver
 
 pytestmark = [pytest.mark.integration]
 NAMESPACE = "argocd"
@@ -113,27 +112,6 @@ def generations(kube_api) -> dict[tuple[str, str], int | None]:
 
 
 def run_install(kube_api, tmp_path: Path, artifacts: Path, manifest: Path, sha256: str):
-    import subprocess
-
-    playbook = tmp_path / "install.yml"
-    playbook.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "name": "The argocd role's install step",
-                    "hosts": "localhost",
-                    "connection": "local",
-                    "gather_facts": False,
-                    "tasks": [
-                        {
-                            "name": "Install ArgoCD",
-                            "ansible.builtin.include_role": {"name": "argocd", "tasks_from": "install.yml"},
-                        }
-                    ],
-                }
-            ]
-        )
-    )
     extra = {
         "argocd_kubeconfig": str(kube_api.kubeconfig),
         "argocd_artifacts_dir": str(artifacts),
@@ -142,27 +120,13 @@ def run_install(kube_api, tmp_path: Path, artifacts: Path, manifest: Path, sha25
         "argocd_install_manifest_checksum": f"sha256:{sha256}",
         "argocd_poll_seconds": 1,
         "argocd_wait_timeout": 120,
-        "ansible_python_interpreter": sys.executable,
     }
-    return subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ansible-playbook")),
-            "-i",
-            "localhost,",
-            str(playbook),
-            "-e",
-            json.dumps(extra),
-        ],
-        cwd=ROOT,
-        env={
-            **kube_api.env(),
-            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-            "ANSIBLE_NOCOLOR": "1",
-        },
-        capture_output=True,
-        text=True,
-        timeout=900,
+    task = {
+        "name": "Install ArgoCD",
+        "ansible.builtin.include_role": {"name": "argocd", "tasks_from": "install.yml"},
+    }
+    return apiserver.run_play(
+        kube_api, tmp_path / "install.yml", "The argocd role's install step", task, extra
     )
 
 

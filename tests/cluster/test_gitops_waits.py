@@ -18,7 +18,6 @@ from __future__ import annotations
 import http.server
 import json
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -350,50 +349,20 @@ def test_wait_split_needs_the_synced_commit_the_live_weights_and_the_gateway(set
 
 
 def run_secrets(kube_api, tmp_path, key: str | None, store: dict | None) -> subprocess.CompletedProcess:
-    playbook = tmp_path / "secrets.yml"
-    playbook.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "name": "Token key Secrets",
-                    "hosts": "localhost",
-                    "connection": "local",
-                    "gather_facts": False,
-                    "tasks": [
-                        {
-                            "name": "The task file cluster.yml runs",
-                            "ansible.builtin.include_tasks": str(
-                                ROOT / "playbooks" / "tasks" / "k8s_secrets.yml"
-                            ),
-                        }
-                    ],
-                }
-            ]
-        )
-    )
     extra = {
         "k8s_secrets_kubeconfig": str(kube_api.kubeconfig),
         "k8s_secrets_environments": ["canary", "production"],
-        "ansible_python_interpreter": sys.executable,
     }
     if key is not None:
         extra["chiops_token_key"] = key
     if store is not None:
         extra["k8s_secrets_object_store_env"] = store
-    return subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ansible-playbook")),
-            "-i",
-            "localhost,",
-            str(playbook),
-            "-e",
-            json.dumps(extra),
-        ],
-        cwd=ROOT,
-        env={**kube_api.env(), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-        capture_output=True,
-        text=True,
-        timeout=600,
+    task = {
+        "name": "The task file cluster.yml runs",
+        "ansible.builtin.include_tasks": str(ROOT / "playbooks" / "tasks" / "k8s_secrets.yml"),
+    }
+    return apiserver.run_play(
+        kube_api, tmp_path / "secrets.yml", "Token key Secrets", task, extra, timeout=600
     )
 
 

@@ -46,6 +46,32 @@ def build() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
+def run_play(
+    kube_api, playbook: Path, name: str, task: dict, extra: dict, timeout: float = 900
+) -> subprocess.CompletedProcess:
+    """Write a one-task play on localhost to `playbook` and run it with ansible-playbook against `kube_api`
+    (this project's ansible.cfg, the venv's Python as the interpreter)."""
+    play = [
+        {"name": name, "hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": [task]}
+    ]
+    playbook.write_text(yaml.safe_dump(play))
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("ansible-playbook")),
+            "-i",
+            "localhost,",
+            str(playbook),
+            "-e",
+            json.dumps({**extra, "ansible_python_interpreter": sys.executable}),
+        ],
+        cwd=ROOT,
+        env={**kube_api.env(), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
