@@ -4,6 +4,8 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export ANSIBLE_ROLES_PATH="$root/roles"
 export ANSIBLE_CONFIG="$root/ansible.cfg"
+# Every scenario's molecule.yml is merged over this one file (driver, provisioner defaults, test sequence).
+base_config="$root/.config/molecule/config.yml"
 # roles/trainer mounts a torch wheel directory and a PyPI mirror: this machine's (/opt/wheels, /opt/pypi) when
 # present, else what tools/molecule-host.sh downloaded into the cache and an empty mirror (PyPI itself is used).
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/chiops
@@ -23,7 +25,7 @@ for role in "$@"; do
   [ -f "$dir/molecule/default/molecule.yml" ] || { echo "molecule-all: roles/$role has no scenario" >&2; exit 2; }
   echo "=== molecule test: $role"
   start=$SECONDS
-  if (cd "$dir" && molecule test); then
+  if (cd "$dir" && molecule --base-config "$base_config" test); then
     summary+=("PASS $role ($((SECONDS - start)) s)")
   else
     summary+=("FAIL $role ($((SECONDS - start)) s)")
