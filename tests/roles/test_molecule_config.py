@@ -1,7 +1,8 @@
 """The Molecule scenarios share one base config, and each scenario states only what is its own.
 
-Molecule merges every scenario's molecule.yml over `.config/molecule/config.yml` (tools/molecule-all.sh passes it
-with --base-config); the merge below is Molecule's own function, and `molecule list` proves Molecule loads each.
+Molecule merges every scenario's molecule.yml over `.config/molecule/config.yml` (tools/molecule-all.sh passes
+it with --base-config); the merge below is Molecule's own function, and `molecule list` proves Molecule loads
+each one.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def test_merged_scenario_runs_the_shared_sequence(scenario):
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda p: p.parts[-4])
 def test_molecule_loads_the_merged_scenario(scenario):
     merged = merge_dicts(_load(BASE), _load(scenario))
-    env = {**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}", "NO_COLOR": "1"}
+    bin_dir = pathlib.Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "NO_COLOR": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "molecule", "--base-config", str(BASE), "list", "--format", "plain"],
         cwd=scenario.parents[2],
