@@ -220,15 +220,17 @@ def measure(
 
 def serve_chiops(registry: str, version: str, layout: str, http_port: int, key_file: str) -> None:
     """Start a local Ray, deploy production + the public router, wait for stdin to close."""
-    os.environ.update(RAY_ENV[layout])
+    from serving.deploy import LOOPBACK_ENV
+
+    os.environ.update(RAY_ENV[layout], **{LOOPBACK_ENV: "0"})
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     import ray
     from ray import serve
 
     from serving.config import Tuning, build_serve_config
-    from serving.deploy import deploy, init_local_ray, wait_running
+    from serving.deploy import dashboard_url, deploy, init_local_ray, wait_running
 
-    init_local_ray(include_dashboard=False, num_cpus=4, log_to_driver=False, logging_level="ERROR")
+    context = init_local_ray(num_cpus=4, log_to_driver=False, logging_level="ERROR")
     try:
         cfg = build_serve_config(
             registry,
@@ -238,7 +240,7 @@ def serve_chiops(registry: str, version: str, layout: str, http_port: int, key_f
             token_key_file=key_file,
             tuning=Tuning.for_layout(layout),
         )
-        deploy(cfg)
+        deploy(cfg, dashboard_url(context))
         wait_running([a["name"] for a in cfg["applications"]], timeout_s=300, progress=None)
         print(json.dumps({"running": True}), flush=True)
         sys.stdin.read()  # the parent closes stdin when it is done measuring

@@ -1,33 +1,75 @@
-"""Apply a generated Serve config to the Ray cluster this process is connected to, and wait until it runs.
+"""Run the service on a Ray this process starts (tests, benches, notebooks), through Serve's public REST API.
 
-This is what ``serve deploy`` does through the dashboard's REST API, without needing the dashboard: start Serve
-with the config's HTTP options (no-op if it runs) and hand the whole multi-app config to the controller, which
-restarts only the apps whose entry changed and reconfigures deployments whose user_config changed.
+`deploy()` hands the whole multi-application config to Serve with the dashboard's
+`PUT /api/serve/applications/`, the request `serve deploy` sends and KubeRay sends for a RayService's
+serveConfigV2: Serve starts with the config's HTTP options and restarts only the apps whose entry changed
+(a changed user_config only reconfigures). On a running `ray start` cluster use Ray's own CLI:
+`serve deploy runs/serve.yaml --address http://127.0.0.1:<dashboard port>`.
 """
 
+from __future__ import annotations
+
+import atexit
+import ipaddress
+import os
+import secrets
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
-from ray import serve
-from ray.serve._private import api as serve_api
-from ray.serve.schema import ServeDeploySchema
+import httpx
+
+# Ray is imported by the functions, so that this module can set up the environment before Ray reads it.
+# Ray reads this once, when it is imported: "0" keeps a loopback node address loopback (Ray's switch for
+# single-machine clusters). Without it Ray advertises, and its agents listen on, the machine's address.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# Ray's token authentication guards the dashboard (its job API runs code); the same variables `serve deploy` reads.
+AUTH_MODE_ENV, TOKEN_PATH_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"
 
 
-def init_local_ray(attempts: int = 5, **options) -> None:
-    """ray.init(address="local") for tests and benches, tried again when the node does not come up in time.
+def _use_own_token() -> None:
+    """A token of this process's own (a 0600 file, removed at exit) unless one is set. ray.init turns token
+    auth on by itself for a new local cluster (and refreshes its cached config, which only it can do) unless
+    RAY_AUTH_MODE says otherwise; left alone, it would share ~/.ray/auth_token with every cluster of the user."""
+    if os.environ.get(TOKEN_PATH_ENV):
+        return
+    directory = tempfile.mkdtemp(prefix="chiops-ray-token-")
+    atexit.register(shutil.rmtree, directory, True)
+    path = Path(directory) / "auth_token"
+    path.touch(mode=0o600)
+    path.write_text(secrets.token_hex(32))
+    os.environ[TOKEN_PATH_ENV] = str(path)
 
-    On a loaded machine Ray's dashboard agent can take longer to start than the raylet waits for it (the raylet
-    then exits: "The current node timed out during startup"); that is Ray's start-up race, not the service.
-    The processes a failed attempt started (GCS, agents) outlive it and are stopped here, by PID.
+
+def _auth_headers() -> dict[str, str]:
+    path = os.environ.get(TOKEN_PATH_ENV)
+    if os.environ.get(AUTH_MODE_ENV) != "token" or not path:
+        return {}
+    return {"Authorization": f"Bearer {Path(path).read_text().strip()}"}
+
+
+def init_local_ray(attempts: int = 5, **options):
+    """ray.init(address="local") on loopback, the dashboard on 127.0.0.1 behind a token; returns Ray's context.
+
+    Tried again when the node does not come up in time: on a loaded machine Ray's dashboard agent can take
+    longer to start than the raylet waits for it (the raylet then exits: "The current node timed out during
+    startup"); that is Ray's start-up race, not the service. The processes a failed attempt started (GCS,
+    agents) outlive it and are stopped here, by PID.
     """
     import psutil
     import ray
 
+    if os.environ.get(LOOPBACK_ENV) != "0":
+        raise RuntimeError(f"set {LOOPBACK_ENV}=0 before Ray is imported, or Ray listens on every address")
+    options.setdefault("dashboard_host", "127.0.0.1")
+    _use_own_token()
     me = psutil.Process()
     for attempt in range(1, attempts + 1):
         before = {p.pid for p in me.children(recursive=True)}
         try:
-            ray.init(address="local", **options)
-            return
+            context = ray.init(address="local", include_dashboard=True, **options)
+            break
         except Exception as exc:  # Ray raises a bare Exception for this
             if "timed out during startup" not in str(exc) or attempt == attempts:
                 raise
@@ -36,19 +78,33 @@ def init_local_ray(attempts: int = 5, **options) -> None:
             for proc in me.children(recursive=True):
                 if proc.pid not in before:
                     proc.kill()
+    node_ip = ray.util.get_node_ip_address()
+    if not ipaddress.ip_address(node_ip).is_loopback:
+        ray.shutdown()
+        raise RuntimeError(f"Ray started on {node_ip}, not loopback: {LOOPBACK_ENV}=0 came after Ray loaded")
+    return context
 
 
-def deploy(config: dict) -> None:
-    schema = ServeDeploySchema.model_validate(config)
-    client = serve_api.serve_start(
-        http_options=schema.http_options.model_dump(),
-        proxy_location=schema.proxy_location,
+def dashboard_url(context) -> str:
+    return f"http://{context.dashboard_url}"
+
+
+def deploy(config: dict, dashboard: str, timeout_s: float = 60.0) -> None:
+    """Submit `config` (validated by Serve's own schema first) as the cluster's whole set of Serve apps."""
+    from ray.serve.schema import ServeDeploySchema
+
+    ServeDeploySchema.model_validate(config)
+    response = httpx.put(
+        f"{dashboard}/api/serve/applications/", json=config, headers=_auth_headers(), timeout=timeout_s
     )
-    client.deploy_apps(schema, _blocking=False)
+    if response.status_code != 200:
+        raise RuntimeError(f"Serve refused the config ({response.status_code}): {response.text[-800:]}")
 
 
 def wait_running(app_names, timeout_s: float = 240.0, progress=print) -> None:
     """Block until every named app is RUNNING; raise with Serve's own message when one fails or time is up."""
+    from ray import serve
+
     deadline, last = time.monotonic() + timeout_s, None
     while True:
         apps = serve.status().applications
@@ -64,32 +120,3 @@ def wait_running(app_names, timeout_s: float = 240.0, progress=print) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"Serve apps not running after {timeout_s:.0f} s: {states}")
         time.sleep(1.0)
-
-
-def main(argv=None) -> int:
-    import argparse
-    import sys
-
-    import ray
-    import yaml
-
-    p = argparse.ArgumentParser(prog="python -m serving.deploy", description=__doc__.splitlines()[0])
-    p.add_argument("config", help="YAML written by python -m serving.config")
-    p.add_argument("--address", default="auto", help="Ray cluster to connect to (default: the running one)")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the apps to run")
-    a = p.parse_args(argv)
-    with open(a.config) as fh:
-        config = yaml.safe_load(fh)
-    ray.init(address=a.address, logging_level="ERROR")
-    try:
-        deploy(config)
-        wait_running([app["name"] for app in config["applications"]], timeout_s=a.timeout)
-    except (RuntimeError, TimeoutError, ValueError) as exc:
-        print(f"serving.deploy: {exc}", file=sys.stderr)
-        return 1
-    print(f"running: {[app['name'] for app in config['applications']]}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -7,7 +7,12 @@ import sys
 
 import pytest
 
+from serving.deploy import LOOPBACK_ENV
 from tests.s3_server import SeaweedS3, new_bucket_url
+
+# Set before any test imports Ray, so a Ray started in-process (serving.deploy.init_local_ray) stays on
+# loopback.
+os.environ.setdefault(LOOPBACK_ENV, "0")
 
 
 @pytest.fixture(scope="session")

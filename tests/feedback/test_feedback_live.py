@@ -24,7 +24,7 @@ def live(tmp_path_factory):
     import ray
     from ray import serve
 
-    from serving.deploy import deploy, init_local_ray, wait_running
+    from serving.deploy import dashboard_url, deploy, init_local_ray, wait_running
 
     registry = build_registry(tmp_path_factory.mktemp("registry"))
     store_dir = tmp_path_factory.mktemp("store")
@@ -33,16 +33,17 @@ def live(tmp_path_factory):
     old_pythonpath = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, old_pythonpath) if p)
     svc = Service(registry, key_file, free_port(), free_port())
-    init_local_ray(
+    context = init_local_ray(
         num_cpus=4,
-        include_dashboard=False,
+        dashboard_port=free_port(),
         _metrics_export_port=svc.metrics_port,
         logging_level="WARNING",
         log_to_driver=False,
     )
+    svc.dashboard = dashboard_url(context)
     try:
         cfg = svc.config(tuning=Tuning(feedback_store=url))
-        deploy(cfg)
+        deploy(cfg, svc.dashboard)
         wait_running([a["name"] for a in cfg["applications"]], timeout_s=300)
         yield svc, registry, store_dir, url
     finally:

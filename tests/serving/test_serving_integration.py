@@ -10,6 +10,7 @@ import time
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,9 +22,28 @@ from serving import metric_names as names
 from serving.loadgen import ClientMetrics, LoadGenerator
 from serving.predictor import Predictor
 from serving.tokens import TokenSigner
+from tests.security.test_local_ports import is_loopback, listeners
 from tests.serving.live import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.quiet]
+
+
+def test_in_process_ray_listens_on_loopback_only(service):
+    """The Ray that serving.deploy.init_local_ray starts (tests, benches) binds only loopback, with one exception
+    Ray does not let us close: each Serve replica's inter-deployment gRPC server, which Ray Serve 2.60 binds to
+    "[::]:0" in code (ray/serve/_private/replica.py, no setting). Exactly one such listener per replica, on
+    the wildcard address, is allowed; any other non-loopback listener fails the test."""
+    me = psutil.Process()
+    found = listeners([me, *me.children(recursive=True)])
+    ports = {port for _, port, _ in found}
+    dashboard_port = int(service.dashboard.rsplit(":", 1)[1])
+    # Serve's proxy, Ray's metrics agent and the dashboard are among them: the right processes were listed.
+    assert {service.http_port, service.metrics_port, dashboard_port} <= ports, found
+    public = [(ip, port, who) for ip, port, who in found if not is_loopback(ip)]
+    replica_grpc = [x for x in public if x[0] == "::" and x[2].startswith("ray::ServeReplica:")]
+    assert sorted(set(public) - set(replica_grpc)) == [], f"listeners on non-loopback addresses: {public}"
+    replicas = list(service.replica_pids())
+    assert len(replica_grpc) == len(replicas), (replica_grpc, replicas)
 
 
 def test_predictions_match_the_offline_model(service, registry_root):
@@ -227,7 +247,7 @@ def test_weight_change_moves_the_split_with_zero_failures(service, registry_root
     try:
         time.sleep(8)
         deploy_called = time.perf_counter()
-        deploy(service.config(canary_weight=0.5))
+        deploy(service.config(canary_weight=0.5), service.dashboard)
         service.wait_for(
             "canary_weight 0.5 at /version",
             lambda: service.client.get("/version").json()["canary_weight"] == 0.5,
@@ -289,7 +309,7 @@ def test_model_update_under_load_has_zero_failures(service, registry_root):
     runner.start()
     try:
         time.sleep(5)
-        deploy(service.config(canary_weight=0.5, versions={"production": "v2"}))
+        deploy(service.config(canary_weight=0.5, versions={"production": "v2"}), service.dashboard)
         wait_running(["production"], timeout_s=180)
         service.wait_for(
             "production replicas all on v2",
@@ -314,7 +334,7 @@ def test_fused_layout_serves_the_same_predictions(service, registry_root):
     from serving.config import Tuning
     from serving.deploy import deploy, wait_running
 
-    deploy(service.config(versions={"production": "v2"}, tuning=Tuning(fused=True)))
+    deploy(service.config(versions={"production": "v2"}, tuning=Tuning(fused=True)), service.dashboard)
     wait_running(["production"], timeout_s=180)
     service.wait_for(
         "production without a Classifier",

@@ -30,7 +30,7 @@ def _deploy(service, renewed=(), **options):
     before = set(service.replica_pids())
     cfg = service.config(**options)
     ServeDeploySchema.model_validate(cfg)
-    deploy(cfg)
+    deploy(cfg, service.dashboard)
     wanted = {("public", "PublicRouter")} | {(a["name"], "EnvironmentIngress") for a in cfg["applications"]}
     wanted.discard(("public", "EnvironmentIngress"))
 
