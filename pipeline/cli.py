@@ -2,6 +2,12 @@
 
     python -m pipeline decide --new-labels 250 --drift 0.31 --code-commit "$(git rev-parse HEAD)" \
         --trained-commit abc123 --last-training 2026-12-01T08:00:00Z --inventory inventories/production
+    python -m pipeline decide --registry registry --feedback-store sqlite:///runs/feedback.db \
+        --prometheus http://127.0.0.1:9090 --code-commit "$(git rev-parse HEAD)"
+
+With ``--registry`` the commit production's model was trained from comes from its card; ``--feedback-store``
+counts the labels received after the newest feedback that model saw; ``--prometheus`` reads the drift rule
+(pipeline/signals.py). A value given both ways is bad usage.
 
 Prints the decision and every reason (``--json`` for the whole Decision); exit 0 when it decided (retrain or
 skip; ``action`` says which), 1 when it refused (the lease cannot be extended) or Chameleon could not be
@@ -44,20 +50,47 @@ def _policy(path: str | None) -> Policy:
     return Policy.from_mapping(data)
 
 
+def _read_signals(args) -> tuple[int, float | None, str | None]:
+    """(new labels, drift, trained commit), each typed in or read from its source."""
+    from pipeline import signals
+
+    for given, source in (
+        (args.new_labels is not None, args.feedback_store),
+        (args.drift is not None, args.prometheus),
+        (args.trained_commit is not None, args.registry),
+    ):
+        if given and source:
+            raise ValueError("give each signal once: typed in, or read from its source (see --help)")
+    if args.feedback_store and not args.registry:
+        raise ValueError("--feedback-store needs --registry (the card says which feedback the model saw)")
+    card = signals.production_card(args.registry) if args.registry else None
+    labels = signals.new_labels(args.feedback_store, card) if args.feedback_store else args.new_labels or 0
+    version = card["version"] if card else None
+    drift = signals.live_drift(args.prometheus, version=version) if args.prometheus else args.drift
+    commit = card.get("git_commit") if card else args.trained_commit
+    return labels, drift, commit
+
+
 def cmd_decide(args) -> int:
+    from pipeline.signals import SignalError
+
     try:
         policy = _policy(args.policy)
+        new_labels, drift, trained_commit = _read_signals(args)
         signals = Signals(
-            new_labels=args.new_labels,
-            drift=args.drift,
+            new_labels=new_labels,
+            drift=drift,
             drift_armed=not args.drift_disarmed,
             code_commit=args.code_commit,
-            trained_commit=args.trained_commit,
+            trained_commit=trained_commit,
             trainings=tuple(args.last_training),
         )
     except (ValueError, TypeError) as exc:
         print(f"pipeline decide: {exc}", file=sys.stderr)
         return 2
+    except SignalError as exc:
+        print(f"pipeline decide: {exc}", file=sys.stderr)
+        return 1
     lease = None
     if args.inventory:
         from chi_scripts.errors import CloudError, SpecError
@@ -95,8 +128,11 @@ def register(subparsers) -> None:
     group = subparsers.add_parser("pipeline", help="continuous training: when to retrain")
     leaves = group.add_subparsers(dest="pipeline_command", required=True)
     p = leaves.add_parser("decide", help="decide whether to retrain now, and say why")
-    p.add_argument("--new-labels", type=int, default=0, help="labelled feedback since production's data")
+    p.add_argument("--new-labels", type=int, help="labelled feedback since production's data (default 0)")
     p.add_argument("--drift", type=float, help="input drift statistic of live traffic (omit: not measured)")
+    p.add_argument("--registry", help="read production's card here (trained commit, feedback it saw)")
+    p.add_argument("--feedback-store", help="count new labels in this store (sqlite:///… or postgresql://…)")
+    p.add_argument("--prometheus", help="read the drift rule of production's version from this Prometheus")
     p.add_argument(
         "--drift-disarmed", action="store_true", help="the drift trigger fired before and has not re-armed"
     )

@@ -134,3 +134,11 @@ def test_training_on_reference_plus_feedback_records_both_data_versions(store_ur
     assert result.card["data"]["split_sizes"]["train"] > 120
     card_md = (tmp_path / "run" / "card.md").read_text()
     assert versions[1]["sha256"] in card_md and "120 feedback records" in card_md
+    # pipeline decide counts only what arrived after the newest feedback this model saw
+    from pipeline.signals import feedback_cutoff, new_labels
+
+    assert feedback_cutoff(result.card) == 2000.0 + 119
+    assert new_labels(store_url, result.card) == 0
+    images, labels = shifted_digits(150)
+    fill(store_url, images[120:], labels[120:], start=120)
+    assert new_labels(store_url, result.card) == 30
