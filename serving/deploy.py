@@ -1,8 +1,8 @@
 """Apply a generated Serve config to the Ray cluster this process is connected to, and wait until it runs.
 
-This is what ``serve deploy`` does through the dashboard's REST API, without needing the dashboard: start Serve
-with the config's HTTP options (no-op if it runs) and hand the whole multi-app config to the controller, which
-restarts only the apps whose entry changed and reconfigures deployments whose user_config changed.
+This is what ``serve deploy`` does through the dashboard's REST API, without needing the dashboard: start
+Serve with the config's HTTP options (no-op if it runs) and hand the whole multi-app config to the controller,
+which restarts only the apps whose entry changed and reconfigures deployments whose user_config changed.
 """
 
 import time
@@ -15,9 +15,9 @@ from ray.serve.schema import ServeDeploySchema
 def init_local_ray(attempts: int = 5, **options) -> None:
     """ray.init(address="local") for tests and benches, tried again when the node does not come up in time.
 
-    On a loaded machine Ray's dashboard agent can take longer to start than the raylet waits for it (the raylet
-    then exits: "The current node timed out during startup"); that is Ray's start-up race, not the service.
-    The processes a failed attempt started (GCS, agents) outlive it and are stopped here, by PID.
+    On a loaded machine Ray's dashboard agent can take longer to start than the raylet waits for it (the
+    raylet then exits: "The current node timed out during startup"); that is Ray's start-up race, not the
+    service. The processes a failed attempt started (GCS, agents) outlive it and are stopped here, by PID.
     """
     import psutil
     import ray

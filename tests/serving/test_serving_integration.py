@@ -1,4 +1,5 @@
-"""The service on a real local Ray: one cluster and one Serve deployment shared by the whole session (tests/serving/conftest.py).
+"""The service on a real local Ray: one cluster and one Serve deployment shared by the whole session
+(tests/serving/conftest.py).
 
 Deploys the config serving.config generates (production v1, canary v2, the public router), then checks
 predictions, strict input handling, feedback, exported metrics, and a canary weight change under load.
@@ -310,7 +311,8 @@ def test_model_update_under_load_has_zero_failures(service, registry_root):
 
 
 def test_fused_layout_serves_the_same_predictions(service, registry_root):
-    """The fused layout (model inside the ingress, used for throughput) answers like the two-deployment one."""
+    """The fused layout (model inside the ingress, used for throughput) answers like the two-deployment
+    one."""
     from serving.config import Tuning
     from serving.deploy import deploy, wait_running
 
