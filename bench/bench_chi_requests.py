@@ -134,10 +134,12 @@ def main() -> int:
     theirs, theirs_s, theirs_fake = python_chi_arm()
     ratio = ours / theirs
     print(
-        f"fake timings: lease starts after {LEASE_DELAY:.0f} s, servers boot in {BOOT_DELAY:.0f} s; poll every {POLL:.0f} s"
+        f"fake timings: lease starts after {LEASE_DELAY:.0f} s, servers boot in {BOOT_DELAY:.0f} s; "
+        f"poll every {POLL:.0f} s"
     )
     print(
-        f"python-chi wait loops : {theirs:4d} API requests per reserve ({theirs_s:5.1f} s)  top: {top(theirs_fake)}"
+        f"python-chi wait loops : {theirs:4d} API requests per reserve ({theirs_s:5.1f} s)  "
+        f"top: {top(theirs_fake)}"
     )
     print(
         f"chi_scripts waits     : {ours:4d} API requests per reserve ({ours_s:5.1f} s)  top: {top(ours_fake)}"

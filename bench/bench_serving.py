@@ -1,12 +1,14 @@
-"""Serving bench: the ChiOps public route on Ray Serve against one plain FastAPI + uvicorn process, in one run.
+"""\
+Serving bench: the ChiOps public route on Ray Serve against one plain FastAPI + uvicorn process, in one run.
 
 For each model (the reference CNN and the heavy one, training/configs/) and each layout of the ChiOps service:
-closed-loop throughput and p50/p99 at concurrency 1, 8, 32, then an open-loop run at half of each target's best
-throughput (the p99/p50 goal is measured there), the memory of its processes (PSS), the cold start to the first
-successful /predict, and where the CPU goes per request (each process's CPU time over the c=32 run divided by
-the requests answered). The plain server runs throughout a model's measurements and is measured interleaved
-with each ChiOps target (same concurrency level, back to back), so other load on a shared machine hits both
-alike. The load client (bench/http_load.py) runs in its own process; every server listens on 127.0.0.1 only.
+closed-loop throughput and p50/p99 at concurrency 1, 8, 32, then an open-loop run at half of each target's
+best throughput (the p99/p50 goal is measured there), the memory of its processes (PSS), the cold start to the
+first successful /predict, and where the CPU goes per request (each process's CPU time over the c=32 run
+divided by the requests answered). The plain server runs throughout a model's measurements and is measured
+interleaved with each ChiOps target (same concurrency level, back to back), so other load on a shared machine
+hits both alike. The load client (bench/http_load.py) runs in its own process; every server listens on
+127.0.0.1 only.
 
     python bench/bench_serving.py [--models reference heavy] [--layouts split inline] [--duration 8]
 
@@ -74,7 +76,8 @@ def memory_of(pids) -> dict:
 
 
 def _label(proc) -> str:
-    """A readable name: Ray workers set their title to ray::<actor>, e.g. ray::ServeReplica:public:PublicRouter."""
+    """A readable name: Ray workers set their title to ray::<actor>, e.g.
+    ray::ServeReplica:public:PublicRouter."""
     try:
         cmd = proc.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -143,8 +146,8 @@ def start_profiles(py_spy: str | None, pids, duration: float, workdir: Path) -> 
         label = _label(proc)
         if "ProxyActor" in label or "ServeReplica" in label:
             path = workdir / f"profile-{proc.pid}.txt"
-            cmd = [py_spy, "record", "--pid", str(proc.pid), "--duration", str(int(duration)), "--rate", "200",
-                   "--format", "raw", "--nonblocking", "--output", str(path)]  # fmt: skip
+            cmd = [py_spy, "record", "--pid", str(proc.pid), "--duration", str(int(duration)),
+                   "--rate", "200", "--format", "raw", "--nonblocking", "--output", str(path)]  # fmt: skip
             out.append(
                 (label, path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             )
@@ -210,7 +213,8 @@ def measure(
         r["rate"] = round(best / 2, 1)
         r["p99_over_p50"] = round(r["p99_ms"] / r["p50_ms"], 2) if r["p50_ms"] else None
         log(
-            f"{name} half load ({r['rate']} rps): p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, x{r['p99_over_p50']}"
+            f"{name} half load ({r['rate']} rps): p50 {r['p50_ms']} ms, "
+            f"p99 {r['p99_ms']} ms, x{r['p99_over_p50']}"
         )
     return results
 
@@ -297,8 +301,8 @@ def start_plain(registry, version, env, body):
     port = free_port()
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "plain_server.py"), "--registry", registry, "--version", version,
-         "--port", str(port)],
+        [sys.executable, str(ROOT / "bench" / "plain_server.py"), "--registry", registry,
+         "--version", version, "--port", str(port)],
         env=env,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/predict"
@@ -343,8 +347,8 @@ def bench_layout(layout, registry, version, bodies, body, env, key_file, plain, 
 
 def report(results: dict) -> str:
     lines = [
-        "| model | layout | target | c=1 rps (p50/p99 ms) | c=8 rps | c=32 rps (p50/p99 ms) | vs plain @c=32 | "
-        "half load: rps, p50/p99 ms, p99/p50 | PSS MiB (procs), vs plain | cold start s |",
+        "| model | layout | target | c=1 rps (p50/p99 ms) | c=8 rps | c=32 rps (p50/p99 ms) | "
+        "vs plain @c=32 | half load: rps, p50/p99 ms, p99/p50 | PSS MiB (procs), vs plain | cold start s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model, m in results["models"].items():

@@ -51,7 +51,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device cpu")
     print(
         f"training: {result.samples_seen} samples in {result.seconds:.2f} s over {result.epochs_run} epochs "
-        f"= {result.samples_per_second:,.0f} samples/s (batch {config['train']['batch_size']}, includes val passes)"
+        f"= {result.samples_per_second:,.0f} samples/s (batch {config['train']['batch_size']}, "
+        "includes val passes)"
     )
     with tempfile.TemporaryDirectory() as tmp:
         export_model(model, Path(tmp))

@@ -47,7 +47,8 @@ def wait_reserved(spec: Spec, lease: dict) -> list[dict]:
     except CloudError:
         have = len(reserved_fips(lease))
         raise CloudError(
-            f"lease {spec.lease_name} ({lease['id']}) has {have} reserved floating IP(s) but the spec needs {need}"
+            f"lease {spec.lease_name} ({lease['id']}) has {have} reserved floating IP(s) "
+            f"but the spec needs {need}"
         ) from None
 
 

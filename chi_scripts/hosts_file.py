@@ -69,7 +69,8 @@ def write(inventory_dir: Path, spec: Spec, lease: dict, hosts: list[dict]) -> Pa
     path = Path(inventory_dir) / HOSTS_FILE
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = (
-        f"{GENERATED_MARK} from {spec.path.parent.name}/{spec.path.name} (lease {spec.lease_name}) at {when}.\n"
+        f"{GENERATED_MARK} from {spec.path.parent.name}/{spec.path.name} "
+        f"(lease {spec.lease_name}) at {when}.\n"
         "# Do not edit: `python -m chi_scripts inventory` rewrites it from the live lease.\n"
     )
     body = yaml.dump(

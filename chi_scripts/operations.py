@@ -179,7 +179,8 @@ class _Reserve:
                         raise CloudError(f"server {name} went to ERROR{tries}: {reason}")
                     replaced[name] += 1
                     say(
-                        f"  server {name} went to ERROR ({reason}); replacing it ({replaced[name]}/{spec.server_retries})"
+                        f"  server {name} went to ERROR ({reason}); "
+                        f"replacing it ({replaced[name]}/{spec.server_retries})"
                     )
                     nova.delete(server.id)
                     _wait_gone(spec, {server.id}, f"deletion of {name}")
@@ -301,7 +302,8 @@ def status(inventory, metrics_file=None) -> dict:
     left = leases.seconds_left(lease)
     hours, rem = divmod(max(0, int(left)), 3600)
     say(
-        f"Lease {spec.lease_name} ({lease['id']}): {lease['status']}, ends {lease['end_date'][:16].replace('T', ' ')} UTC, {hours}h{rem // 60:02d}m left"
+        f"Lease {spec.lease_name} ({lease['id']}): {lease['status']}, "
+        f"ends {lease['end_date'][:16].replace('T', ' ')} UTC, {hours}h{rem // 60:02d}m left"
     )
     if lease["status"] == "ACTIVE" and left < 3600:
         say(f"WARNING: lease {spec.lease_name} ends in under an hour - `extend --by 1d` to keep it")
@@ -329,7 +331,8 @@ def status(inventory, metrics_file=None) -> dict:
                 }
             )
             say(
-                f"  {name:<40} {hosts[-1]['status']:<8} fixed {fixed or '-':<15} floating {fip or '-':<15} ssh {ssh}"
+                f"  {name:<40} {hosts[-1]['status']:<8} fixed {fixed or '-':<15} "
+                f"floating {fip or '-':<15} ssh {ssh}"
             )
     if metrics_file:
         write_lease_metric(metrics_file, [env], spec.lease_name, leases.end_timestamp(lease))
@@ -354,7 +357,8 @@ def extend(inventory, by: str) -> dict:
         raise CloudError(f"no live lease named {target.spec.lease_name} to extend")
     updated = leases.extend(lease, delta)
     say(
-        f"Lease {lease['name']} extended by {delta}: now ends {updated['end_date'][:16].replace('T', ' ')} UTC"
+        f"Lease {lease['name']} extended by {delta}: "
+        f"now ends {updated['end_date'][:16].replace('T', ' ')} UTC"
     )
     return _lease_summary(updated)
 
@@ -379,8 +383,8 @@ def release(inventory) -> dict:
     target = load_target(inventory)
     if target.shared_from:
         raise SpecError(
-            f"{Path(inventory) / SPEC_FILE}: shared_with {target.shared_from} - this environment borrows that "
-            f"lease; release inventories/{target.shared_from} instead"
+            f"{Path(inventory) / SPEC_FILE}: shared_with {target.shared_from} - "
+            f"this environment borrows that lease; release inventories/{target.shared_from} instead"
         )
     spec = target.spec
     connect(spec)

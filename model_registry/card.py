@@ -1,5 +1,6 @@
-"""The model card contract (docs/contracts.md): which fields card.json must have, and card.md rendered from it.
-Torch-free, shared by training (which writes cards) and the registry (which checks them on registration)."""
+"""The model card contract (docs/contracts.md): which fields card.json must have, and card.md rendered from
+it. Torch-free, shared by training (which writes cards) and the registry (which checks them on
+registration)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def _training_line(card: dict[str, Any]) -> str:
     return (
         f"- {t['epochs_run']} epochs, best val loss at epoch {t['best_epoch']} (early stopping);"
         f" {t['train_seconds']} s at {t['samples_per_second']} samples/s;"
-        f" {model.get('parameters', '?')} parameters; deterministic mode: {card['device'].get('deterministic', '?')}"
+        f" {model.get('parameters', '?')} parameters;"
+        f" deterministic mode: {card['device'].get('deterministic', '?')}"
     )
 
 
@@ -56,8 +58,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         f" ({card['device'].get('name', '')}).",
         "",
         "## Intended use",
-        "Recognising handwritten digits (8x8 greyscale, pixel values 0..16) keyed from forms and cheques. Digits"
-        " whose confidence is at least the auto-key threshold are keyed automatically; the rest go to a person.",
+        "Recognising handwritten digits (8x8 greyscale, pixel values 0..16) keyed from forms and cheques."
+        " Digits whose confidence is at least the auto-key threshold are keyed automatically;"
+        " the rest go to a person.",
         "",
         "## Data",
         f"- source: `{data['source']}`, sha256 `{data['sha256']}`",
@@ -75,7 +78,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"| accuracy | {_fmt(m['accuracy'])} |",
         f"| macro-F1 | {_fmt(m['macro_f1'])} |",
         f"| ECE | {_fmt(m['ece'])} |",
-        f"| auto-key share at >= {m.get('auto_key_target_precision', 0.99):.0%} val precision | {_fmt(m['auto_key_share'])} |",
+        f"| auto-key share at >= {m.get('auto_key_target_precision', 0.99):.0%} val precision"
+        f" | {_fmt(m['auto_key_share'])} |",
         f"| auto-key threshold (chosen on val) | {_fmt(m['auto_key_threshold'])} |",
         f"| precision of auto-keyed test digits | {_fmt(m.get('auto_key_test_precision'))} |",
         f"| latency per batch of {m.get('latency_batch', '?')} (ms) | {_fmt(m['latency_ms_per_batch'])} |",
@@ -86,7 +90,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         _training_line(card),
         "",
         "## Limitations",
-        "- Trained on one 1990s population of writers (UCI digits); accuracy on other scanners or writers is unmeasured.",
+        "- Trained on one 1990s population of writers (UCI digits);"
+        " accuracy on other scanners or writers is unmeasured.",
         "- The auto-key threshold was chosen on a small validation split; monitor online precision.",
         "",
     ]

@@ -1,5 +1,5 @@
-"""The model registry contract (docs/contracts.md): layout, index, aliases, resolution and safe concurrent writes,
-the same on a local directory and on an S3-compatible object store.
+"""The model registry contract (docs/contracts.md): layout, index, aliases, resolution and safe concurrent
+writes, the same on a local directory and on an S3-compatible object store.
 
 Training writes through it and serving reads through it. Torch-free: the gate that decides whether a model may
 be registered is passed in by the caller (training.gate), so the serving image needs nothing of training.
@@ -241,9 +241,9 @@ class Registry:
         reason: str = "",
         event: str = "alias",
     ) -> dict[str, list[str | None]]:
-        """Move several aliases in one index write: all move or none. `moves` values may be aliases or versions
-        (resolved against the index as it was before this move); `expect` guards against a concurrent change
-        (AliasConflict)."""
+        """Move several aliases in one index write: all move or none. `moves` values may be aliases or
+        versions (resolved against the index as it was before this move); `expect` guards against a concurrent
+        change (AliasConflict)."""
 
         def change(index: dict[str, Any]) -> dict[str, list[str | None]]:
             resolved = {a: (self.resolve(v, index) if v is not None else None) for a, v in moves.items()}

@@ -1,7 +1,7 @@
 """Where registry bytes live: a local directory or an S3-compatible object store, behind one small interface.
 
-The registry needs four things from a store: read an object with a token naming its current content, replace it
-only if that token still holds (compare-and-swap), create an object only if it does not exist, and plain
+The registry needs four things from a store: read an object with a token naming its current content, replace
+it only if that token still holds (compare-and-swap), create an object only if it does not exist, and plain
 reads/writes/listings. A local directory does the first two under a short flock; S3 does them with conditional
 PUTs (If-Match / If-None-Match), which the store checks the server really honours before the first write.
 """
@@ -160,7 +160,8 @@ class LocalStore:
 
     def sweep_temporaries(self) -> list[str]:
         """Temporary index files of writers that died between writing and renaming them. A live writer holds
-        the flock while its temporary file can still be renamed, so under the flock every one found is dead."""
+        the flock while its temporary file can still be renamed, so under the flock every one found is
+        dead."""
         removed = []
         with self._flock():
             for path in self.root.glob(".*.tmp-*"):
@@ -170,9 +171,10 @@ class LocalStore:
 
 
 class S3Store:
-    """An S3-compatible bucket (AWS, Ceph RGW as behind Chameleon's object store, SeaweedFS in the tests) through
-    obstore. Credentials and endpoint come from the environment as obstore reads them (AWS_ACCESS_KEY_ID,
-    AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT, AWS_REGION, AWS_ALLOW_HTTP) and are never stored or printed here."""
+    """An S3-compatible bucket (AWS, Ceph RGW as behind Chameleon's object store, SeaweedFS in the tests)
+    through obstore. Credentials and endpoint come from the environment as obstore reads them
+    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT, AWS_REGION, AWS_ALLOW_HTTP) and are never stored
+    or printed here."""
 
     def __init__(self, url: str) -> None:
         from obstore.store import S3Store as _S3
@@ -264,8 +266,9 @@ class S3Store:
                 obstore.delete(self.store, rel)
         if not all(honoured):
             raise StoreError(
-                f"the object store behind s3://{self.bucket} ignores conditional PUTs (If-None-Match/If-Match); "
-                "the registry cannot keep concurrent writers apart there and refuses to write"
+                f"the object store behind s3://{self.bucket} ignores conditional PUTs "
+                "(If-None-Match/If-Match); the registry cannot keep concurrent writers apart there "
+                "and refuses to write"
             )
         self._checked_conditions = True
 

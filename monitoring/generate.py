@@ -64,7 +64,8 @@ def _error_ratio(window: str) -> str:
 
 def _slow_ratio(window: str) -> str:
     return (
-        f'1 - sum by ({BY}) (\n  rate({m.REQUEST_LATENCY_MS_BUCKET}{{{PREDICT},le="{LATENCY_SLO_LE}"}}[{window}])\n)\n'
+        f"1 - sum by ({BY}) (\n"
+        f'  rate({m.REQUEST_LATENCY_MS_BUCKET}{{{PREDICT},le="{LATENCY_SLO_LE}"}}[{window}])\n)\n'
         f"/\nsum by ({BY}) (rate({m.REQUEST_LATENCY_MS_COUNT}{{{PREDICT}}}[{window}]))"
     )
 
@@ -98,12 +99,16 @@ def rules() -> dict:
     recording += [
         {
             "record": P99,
-            "expr": f"histogram_quantile(\n  0.99,\n  sum by ({BY}, le) (rate({m.REQUEST_LATENCY_MS_BUCKET}{{{PREDICT}}}[5m]))\n)",
+            "expr": (
+                "histogram_quantile(\n  0.99,\n"
+                f"  sum by ({BY}, le) (rate({m.REQUEST_LATENCY_MS_BUCKET}{{{PREDICT}}}[5m]))\n)"
+            ),
         },
         {"record": FEEDBACK_30M, "expr": f"sum by ({BY}) (increase({m.FEEDBACK_TOTAL}[30m]))"},
         {
             "record": ACCURACY,
-            "expr": f"(\n  sum by ({BY}) (increase({m.FEEDBACK_CORRECT_TOTAL}[30m]))\n  or {FEEDBACK_30M} * 0\n)\n"
+            "expr": f"(\n  sum by ({BY}) (increase({m.FEEDBACK_CORRECT_TOTAL}[30m]))\n"
+            f"  or {FEEDBACK_30M} * 0\n)\n"
             f"/\n{FEEDBACK_30M}",
         },
         {"record": IMAGES_30M, "expr": f"sum by ({BY}) (increase({m.INPUT_INK_TOTAL}[30m]))"},
@@ -119,7 +124,8 @@ def rules() -> dict:
             "for": "2m",
             "labels": {"severity": "page"},
             "annotations": {
-                "summary": "{{ $labels.environment }} {{ $labels.model_version }} burns its error budget fast",
+                "summary": "{{ $labels.environment }} {{ $labels.model_version }} "
+                "burns its error budget fast",
                 "description": f"5xx ratio of /predict is above {FAST_BURN}x the {ERROR_SLO:.1%} SLO budget "
                 "over both 5 m and 1 h (now {{ $value | humanizePercentage }}).",
             },
@@ -132,17 +138,19 @@ def rules() -> dict:
             "labels": {"severity": "page"},
             "annotations": {
                 "summary": "{{ $labels.environment }} {{ $labels.model_version }} is too slow too often",
-                "description": f"Share of /predict answers slower than {LATENCY_SLO_MS} ms is above {FAST_BURN}x "
-                f"the {LATENCY_SLO:.0%} SLO budget over both 5 m and 1 h.",
+                "description": f"Share of /predict answers slower than {LATENCY_SLO_MS} ms "
+                f"is above {FAST_BURN}x the {LATENCY_SLO:.0%} SLO budget over both 5 m and 1 h.",
             },
         },
         {
             "alert": "ChiopsOnlineAccuracyDrop",
-            "expr": f"{ACCURACY} < {ACCURACY_ALERT_BELOW}\nand\n{FEEDBACK_30M} >= {ACCURACY_ALERT_MIN_FEEDBACK}",
+            "expr": f"{ACCURACY} < {ACCURACY_ALERT_BELOW}\nand\n"
+            f"{FEEDBACK_30M} >= {ACCURACY_ALERT_MIN_FEEDBACK}",
             "for": "5m",
             "labels": {"severity": "ticket"},
             "annotations": {
-                "summary": "{{ $labels.environment }} {{ $labels.model_version }} accuracy on feedback dropped",
+                "summary": "{{ $labels.environment }} {{ $labels.model_version }} "
+                "accuracy on feedback dropped",
                 "description": f"Accuracy on ground-truth feedback over 30 m is below {ACCURACY_ALERT_BELOW} "
                 "(now {{ $value | humanizePercentage }}).",
             },
@@ -153,9 +161,10 @@ def rules() -> dict:
             "for": "15m",
             "labels": {"severity": "ticket"},
             "annotations": {
-                "summary": "{{ $labels.environment }} {{ $labels.model_version }} sees inputs unlike its training data",
-                "description": f"Ink distribution of live images over 30 m is more than {DRIFT_ALERT_ABOVE} (total "
-                'variation) from the model\'s test split (now {{ $value | printf "%.2f" }}): '
+                "summary": "{{ $labels.environment }} {{ $labels.model_version }} "
+                "sees inputs unlike its training data",
+                "description": f"Ink distribution of live images over 30 m is more than {DRIFT_ALERT_ABOVE} "
+                '(total variation) from the model\'s test split (now {{ $value | printf "%.2f" }}): '
                 "`chiops pipeline decide --drift` takes this value.",
             },
         },
@@ -165,7 +174,8 @@ def rules() -> dict:
             "labels": {"severity": "page"},
             "annotations": {
                 "summary": "Chameleon lease {{ $labels.lease }} ({{ $labels.environment }}) ends within 2 h",
-                "description": "{{ $value | humanizeDuration }} left: extend the lease or save the artifacts.",
+                "description": "{{ $value | humanizeDuration }} left: "
+                "extend the lease or save the artifacts.",
             },
         },
         {
@@ -226,7 +236,8 @@ def dashboard() -> dict:
             "Mean confidence",
             [
                 (
-                    f"sum by ({BY}) (rate({m.CONFIDENCE_SUM}[5m])) / sum by ({BY}) (rate({m.CONFIDENCE_COUNT}[5m]))",
+                    f"sum by ({BY}) (rate({m.CONFIDENCE_SUM}[5m])) / "
+                    f"sum by ({BY}) (rate({m.CONFIDENCE_COUNT}[5m]))",
                     legend,
                 )
             ],

@@ -1,4 +1,5 @@
-"""The lease a pipeline run must fit in, read and extended through chi_scripts (python-chi, imported here only).
+"""The lease a pipeline run must fit in, read and extended through chi_scripts (python-chi, imported here
+only).
 
 The policy (pipeline/policy.py) says how long to extend; Chameleon has the last word: a refused extension
 turns the decision into a refusal carrying Chameleon's reason as it was sent.

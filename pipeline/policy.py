@@ -163,8 +163,8 @@ def decide(policy: Policy, signals: Signals, lease: Lease | None, now: float) ->
             found,
             (
                 *why,
-                f"lease: {max(left, 0):.0f} s left < {policy.needed_s:.0f} s needed, and extending by {extend_by} s "
-                f"would make it longer than Chameleon's {policy.max_lease_s:.0f} s",
+                f"lease: {max(left, 0):.0f} s left < {policy.needed_s:.0f} s needed, and extending by "
+                f"{extend_by} s would make it longer than Chameleon's {policy.max_lease_s:.0f} s",
             ),
             keep,
         )
@@ -173,7 +173,8 @@ def decide(policy: Policy, signals: Signals, lease: Lease | None, now: float) ->
         found,
         (
             *why,
-            f"lease: {max(left, 0):.0f} s left < {policy.needed_s:.0f} s needed: extend by {extend_by} s first",
+            f"lease: {max(left, 0):.0f} s left < {policy.needed_s:.0f} s needed: "
+            f"extend by {extend_by} s first",
         ),
         armed,
         extend_by,

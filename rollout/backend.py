@@ -1,7 +1,8 @@
-"""What a rollout backend does: the only part of a rollout that differs between the local Ray and GitOps paths.
+"""What a rollout backend does: the only part of a rollout that differs between the local Ray and GitOps
+paths.
 
-The engine (steps, gates, evidence loop, state, ledger, reports) is shared; a backend only deploys a version into
-an environment, sets the public split, proves an environment serves a version, and removes a candidate.
+The engine (steps, gates, evidence loop, state, ledger, reports) is shared; a backend only deploys a version
+into an environment, sets the public split, proves an environment serves a version, and removes a candidate.
 Weights are fractions 0.0-1.0 here; a backend that needs percentages (HTTPRoute) converts at its own edge.
 """
 
@@ -15,7 +16,8 @@ Progress = Callable[[str], None]
 
 
 class BackendError(Exception):
-    """A backend operation failed or timed out; the message says what was last seen (the engine rolls back)."""
+    """A backend operation failed or timed out; the message says what was last seen (the engine rolls
+    back)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +37,8 @@ class Backend(Protocol):
         ...
 
     def set_split(self, stable: str, candidate: str | None, weight: float) -> Change:
-        """Send `weight` of public /predict traffic to the canary (serving `candidate`), the rest to production
-        (serving `stable`). `candidate=None` means weight 0 and no canary behind the route."""
+        """Send `weight` of public /predict traffic to the canary (serving `candidate`), the rest to
+        production (serving `stable`). `candidate=None` means weight 0 and no canary behind the route."""
         ...
 
     def wait_serving(self, environment: str, version: str, timeout_s: float, progress: Progress) -> None:

@@ -330,12 +330,17 @@ def plan_text(settings: dict[str, Any], version: str, skip_analysis: bool) -> st
         if a.kind == "staging":
             lines += [
                 f"   registry: alias staging → {v}",
-                f"   backend.deploy(staging, {v}); backend.wait_serving(staging, {v}, {strat.serving_timeout_s:g} s)",
+                f"   backend.deploy(staging, {v}); "
+                f"backend.wait_serving(staging, {v}, {strat.serving_timeout_s:g} s)",
                 "   checks at backend.url(staging):",
-                "     smoke: /healthz and /version name the candidate, /predict answers, a malformed body gets 4xx, /feedback accepts",
-                f"     offline_eval: card's test split through /predict, within {s['card_tolerance']} of the card, accuracy >= {s['min_accuracy']}",
-                f"     champion: production scored on the same split through backend.url(production); candidate at most {s['champion_tolerance']} below it",
-                f"     load_test: {s['load_seconds']:g} s at concurrency {s['concurrency']}, 0 failures, p99 <= {s['slo_p99_ms']:g} ms",
+                "     smoke: /healthz and /version name the candidate, /predict answers, "
+                "a malformed body gets 4xx, /feedback accepts",
+                "     offline_eval: card's test split through /predict, "
+                f"within {s['card_tolerance']} of the card, accuracy >= {s['min_accuracy']}",
+                "     champion: production scored on the same split through backend.url(production); "
+                f"candidate at most {s['champion_tolerance']} below it",
+                f"     load_test: {s['load_seconds']:g} s at concurrency {s['concurrency']}, "
+                f"0 failures, p99 <= {s['slo_p99_ms']:g} ms",
                 "   any failure: roll back",
             ]
             if strat.target == "production":
@@ -352,8 +357,10 @@ def plan_text(settings: dict[str, Any], version: str, skip_analysis: bool) -> st
             )
         elif a.kind == "analysis":
             lines += [
-                f"   every {a.interval_s:g} s: evidence from backend.prometheus_url() (canary vs production since the weight applied)",
-                f"   after {a.window_s:g} s the gates decide: pass → next step; fail → roll back; inconclusive → window extended up to {a.max_window_s:g} s, then roll back",
+                f"   every {a.interval_s:g} s: evidence from backend.prometheus_url() "
+                "(canary vs production since the weight applied)",
+                f"   after {a.window_s:g} s the gates decide: pass → next step; fail → roll back; "
+                f"inconclusive → window extended up to {a.max_window_s:g} s, then roll back",
                 f"   gates: {', '.join(g.__name__.removesuffix('_gate') for g in gates.GATES)} "
                 "(rollout/gates.py; docs/rollout.md, Canary gates)",
                 f"   thresholds: {json.dumps(dataclasses.asdict(t))}",
@@ -366,10 +373,12 @@ def plan_text(settings: dict[str, Any], version: str, skip_analysis: bool) -> st
             )
         elif a.kind == "promote":
             lines += [
-                f"   backend.set_split({stable}, {v}, 1.0); backend.wait_split(1.0)   (the candidate takes the route)",
+                f"   backend.set_split({stable}, {v}, 1.0); backend.wait_split(1.0)   "
+                "(the candidate takes the route)",
                 f"   backend.deploy(production, {v}); backend.wait_serving(production, {v})",
                 f"   registry: production → {v}, previous → {stable} (expecting production = {stable})",
-                f"   backend.set_split({v}, {v}, 0.0); backend.wait_split(0.0); drain {strat.drain_s:g} s; backend.remove(canary)",
+                f"   backend.set_split({v}, {v}, 0.0); backend.wait_split(0.0); "
+                f"drain {strat.drain_s:g} s; backend.remove(canary)",
             ]
     if strat.target == "staging":
         lines.append(

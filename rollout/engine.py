@@ -1,10 +1,10 @@
 """The rollout state machine, shared by every backend: staging → canary steps → production, or rollback.
 
-Each numbered action of the strategy (rollout/strategy.py) runs to completion, then the state is saved with the
-next action's number; every action is idempotent, so a controller that died mid-action re-runs it on `resume`.
-Intent is saved before each backend call (the weight being set, the environment being deployed), so `abort`
-after a kill knows everything that may have changed and restores stable: production serves the stable version,
-the route sends it 100 %, candidate environments are removed, aliases are back to what they were.
+Each numbered action of the strategy (rollout/strategy.py) runs to completion, then the state is saved with
+the next action's number; every action is idempotent, so a controller that died mid-action re-runs it on
+`resume`. Intent is saved before each backend call (the weight being set, the environment being deployed), so
+`abort` after a kill knows everything that may have changed and restores stable: production serves the stable
+version, the route sends it 100 %, candidate environments are removed, aliases are back to what they were.
 
 Clock and sleep are injected: the step logic runs instantly in unit tests with a fake backend.
 """
@@ -508,7 +508,8 @@ class Engine:
                 self.save()
                 left = action.window_s - elapsed
                 self.out(
-                    f"  analysis at {_pct(action.weight)}: {elapsed:.0f}/{action.window_s:g} s ({left:.0f} s left); "
+                    f"  analysis at {_pct(action.weight)}: {elapsed:.0f}/{action.window_s:g} s "
+                    f"({left:.0f} s left); "
                     f"canary {candidate.requests:.0f}/{t.min_requests} requests, "
                     f"{candidate.feedback:.0f}/{t.min_feedback} feedback, {candidate.errors:.0f} errors; "
                     f"stable {stable_side.requests:.0f} requests"
@@ -560,7 +561,8 @@ class Engine:
         self.save()
         for check in record["checks"]:
             self.out(
-                f"  {'PASS' if check['passed'] else 'FAIL'} {record['stage']} {check['name']}: {check['reason']}"
+                f"  {'PASS' if check['passed'] else 'FAIL'} {record['stage']} "
+                f"{check['name']}: {check['reason']}"
             )
 
     def _once(self, name: str, work: Callable[[], None]) -> None:

@@ -24,7 +24,8 @@ VERDICTS = ("pass", "fail", "inconclusive")
 @dataclasses.dataclass(frozen=True)
 class Thresholds:
     """Limits of the canary gates. The inventory's `rollout_gate_thresholds` overrides single fields; the
-    defaults here are the shipped ones (docs/rollout.md, "Canary gates", explains each and its bench numbers)."""
+    defaults here are the shipped ones (docs/rollout.md, "Canary gates", explains each and its bench
+    numbers)."""
 
     # No verdict (inconclusive) before each side has this much evidence.
     min_requests: int = 100
@@ -32,7 +33,8 @@ class Thresholds:
     # 5xx share of /predict: acceptable up to max(ratio x stable's share, floor).
     max_error_rate_ratio: float = 2.0
     error_rate_floor: float = 0.01
-    # Latency: the candidate's latency_quantile may be up to this x stable's (rounded down to a bucket boundary).
+    # Latency: the candidate's latency_quantile may be up to this x stable's (rounded down to a bucket
+    # boundary).
     max_latency_ratio: float = 1.5
     latency_quantile: float = 0.9
     # Fail-only SLO check: the data show more than 1 % of the candidate's requests slower than this.
@@ -212,8 +214,8 @@ def _rate_gate(
         return (
             "fail",
             measured,
-            f"{summary}: at least {ratio_lower:.2f}x stable's (bound) > {ratio}x and at least {rate_lower:.4f} "
-            f"> floor {floor}",
+            f"{summary}: at least {ratio_lower:.2f}x stable's (bound) > {ratio}x "
+            f"and at least {rate_lower:.4f} > floor {floor}",
         )
     return (
         "inconclusive",
@@ -264,10 +266,10 @@ def latency_gate(candidate: Side, stable: Side, t: Thresholds) -> GateResult:
 
     From the histograms of both sides: b = the bucket boundary where stable's quantile lies, b' = the largest
     boundary <= ratio x b. If the candidate were ratio x slower than stable (or worse), its share of requests
-    above b' would be at least stable's share above b; pass when the data rule that out, fail when they show it.
-    Both shares are measured, so the noise of both sides is in the bounds. Plus a fail-only SLO check: fail
-    when the data show more than 1 % of the candidate's requests slower than max_p99_latency_ms (proving the
-    opposite needs hundreds of requests; the staging load test measures p99 itself).
+    above b' would be at least stable's share above b; pass when the data rule that out, fail when they show
+    it. Both shares are measured, so the noise of both sides is in the bounds. Plus a fail-only SLO check:
+    fail when the data show more than 1 % of the candidate's requests slower than max_p99_latency_ms (proving
+    the opposite needs hundreds of requests; the staging load test measures p99 itself).
     """
     threshold = {
         "quantile": t.latency_quantile,
@@ -303,8 +305,8 @@ def latency_gate(candidate: Side, stable: Side, t: Thresholds) -> GateResult:
                 "fail",
                 measured,
                 threshold,
-                f"at least {slow_lower:.3f} of the candidate's requests (bound; {slow:.0f}/{n_c:.0f} seen) took "
-                f"over {above_slo[0]:g} ms: its p99 is above the {t.max_p99_latency_ms:g} ms SLO",
+                f"at least {slow_lower:.3f} of the candidate's requests (bound; {slow:.0f}/{n_c:.0f} seen) "
+                f"took over {above_slo[0]:g} ms: its p99 is above the {t.max_p99_latency_ms:g} ms SLO",
             )
 
     quantile_bounds = [b for b in bounds if stab[b] >= t.latency_quantile * n_s]
@@ -314,7 +316,8 @@ def latency_gate(candidate: Side, stable: Side, t: Thresholds) -> GateResult:
             "inconclusive",
             measured,
             threshold,
-            f"stable's p{t.latency_quantile * 100:g} lies beyond the largest histogram bucket: nothing to compare",
+            f"stable's p{t.latency_quantile * 100:g} lies beyond the largest histogram bucket: "
+            "nothing to compare",
         )
     b = quantile_bounds[0]
     shifted = [x for x in bounds if x <= t.max_latency_ratio * b * (1 + 1e-9)]
@@ -336,8 +339,8 @@ def latency_gate(candidate: Side, stable: Side, t: Thresholds) -> GateResult:
     )
     q = f"p{t.latency_quantile * 100:g}"
     summary = (
-        f"{slow_c / n_c:.3f} of the candidate's requests took over {b_cand} ms vs {slow_s / n_s:.3f} of stable's "
-        f"over {b:g} ms (stable's {q} bucket)"
+        f"{slow_c / n_c:.3f} of the candidate's requests took over {b_cand} ms "
+        f"vs {slow_s / n_s:.3f} of stable's over {b:g} ms (stable's {q} bucket)"
     )
     if upper < 0:
         return GateResult(

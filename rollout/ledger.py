@@ -1,8 +1,8 @@
 """The promotion history: an append-only JSONL file, each entry hash-chained to the one before it.
 
 Every alias move, weight change and deploy the engine makes is one entry: time, actor, rollout, event, what
-changed, the reason, the gate evidence that justified it, and the git commit (gitops backend). `verify` recomputes
-the chain; an edited, removed or reordered entry breaks it at the first bad line.
+changed, the reason, the gate evidence that justified it, and the git commit (gitops backend). `verify`
+recomputes the chain; an edited, removed or reordered entry breaks it at the first bad line.
 """
 
 from __future__ import annotations

@@ -33,8 +33,9 @@ def _growth(metric: str, selector: str, window: str, by: str = "") -> str:
 
     Not increase(): that starts at a series' first scrape, so a canary app that appeared during the window
     would lose everything it counted before that scrape. A series absent a window ago counted from 0 then.
-    Per series, not sum minus sum: a replica restarted in the window is a new series (Ray labels each replica),
-    and subtracting the old replica's total from the new one's would give a number that is neither's growth.
+    Per series, not sum minus sum: a replica restarted in the window is a new series (Ray labels each
+    replica), and subtracting the old replica's total from the new one's would give a number that is neither's
+    growth.
     """
     grouping = f" by ({by})" if by else ""
     now = f"{metric}{selector}"
@@ -53,13 +54,17 @@ def errors(env: str, version: str, window: str) -> str:
 
 
 def latency_buckets(env: str, version: str, window: str) -> str:
-    """Cumulative /predict latency histogram over the window, one series per `le` (what the latency gate reads)."""
+    """Cumulative /predict latency histogram over the window, one series per `le` (what the latency gate
+    reads)."""
     return _growth(m.REQUEST_LATENCY_MS_BUCKET, _selector(env, version, _PREDICT), window, by="le")
 
 
 def p99_latency_ms(env: str, version: str, window: str) -> str:
     sel = _selector(env, version, _PREDICT)
-    return f"histogram_quantile(0.99, sum by (le) (rate({m.REQUEST_LATENCY_MS_BUCKET}{sel}[{check_window(window)}])))"
+    return (
+        "histogram_quantile(0.99, sum by (le) "
+        f"(rate({m.REQUEST_LATENCY_MS_BUCKET}{sel}[{check_window(window)}])))"
+    )
 
 
 def feedback(env: str, version: str, window: str) -> str:

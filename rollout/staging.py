@@ -1,6 +1,6 @@
-"""Staging checks of a candidate served in the staging app: smoke tests, offline evaluation on the model card's
-test split through the real endpoint, champion/challenger against production on that same split, and a short
-load test against the latency SLO.
+"""Staging checks of a candidate served in the staging app: smoke tests, offline evaluation on the model
+card's test split through the real endpoint, champion/challenger against production on that same split, and a
+short load test against the latency SLO.
 
 Every threshold comes from the caller (the inventory / strategy). Nothing here reads a threshold from the
 candidate's card or config: the card gives only the accuracy it claims (checked, never trusted), so a lenient

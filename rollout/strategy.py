@@ -1,9 +1,10 @@
-"""A rollout strategy as data, with its defaults in this one place; an inventory's `rollout_strategy` overrides
-only what it changes (inventories/<env>/group_vars/all/rollout.yml).
+"""A rollout strategy as data, with its defaults in this one place; an inventory's `rollout_strategy`
+overrides only what it changes (inventories/<env>/group_vars/all/rollout.yml).
 
 A strategy is a list of steps after the staging checks:
     {weight: 0.05}                       public route: 5 % of /predict to the canary
-    {analysis: {window: 90s, ...}}       gates over a window at the current weight (extended while inconclusive)
+    {analysis: {window: 90s, ...}}       gates over a window at the current weight (extended while
+                                         inconclusive)
     {pause: 30s} / {pause: null}         hold for a duration / until `rollout promote`
     {weight: 1.0}                        the last step: production serves the candidate (promotion)
 `compile_plan` turns it into the concrete, numbered actions the engine runs and `plan` prints.
@@ -22,7 +23,8 @@ from rollout import gates
 TARGETS = ("production", "staging")
 
 DEFAULTS: dict[str, Any] = {
-    # production: staging checks → canary steps → production; staging: the staging checks only, nothing promoted.
+    # production: staging checks → canary steps → production; staging: the staging checks only, nothing
+    # promoted.
     "target": "production",
     "steps": [
         {"weight": 0.05},
@@ -202,7 +204,10 @@ def _canary_actions(steps: Any, analysis_defaults: Mapping[str, Any], skip_analy
             actions.append(
                 Action(
                     "analysis",
-                    f"analysis at weight {weight:g}: gates over {window:g} s (up to {cap:g} s while inconclusive)",
+                    (
+                        f"analysis at weight {weight:g}: gates over {window:g} s "
+                        f"(up to {cap:g} s while inconclusive)"
+                    ),
                     weight=weight,
                     window_s=window,
                     max_window_s=cap,

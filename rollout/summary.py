@@ -69,8 +69,8 @@ def table(reports: list[dict], failed: int, total: int) -> str:
         lines.append(f"{rep['model_version']} steps: {steps}")
     for rep in reports:
         lines.append(
-            f"{rep['model_version']}: {rep['outcome'].upper()} (stable was {rep['stable_version'] or 'none'}) "
-            f"- {rep['reason']}"
+            f"{rep['model_version']}: {rep['outcome'].upper()} "
+            f"(stable was {rep['stable_version'] or 'none'}) - {rep['reason']}"
         )
     lines.append(f"client-side failed requests across the demo (/predict and /feedback): {failed} of {total}")
     return "\n".join(lines)

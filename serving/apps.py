@@ -1,7 +1,7 @@
 """Application builders named by the generated Serve config (``import_path: serving.apps:<builder>``).
 
-Serve calls a builder with the application's ``args`` from the config. Imports stay inside the builders so that
-building the public router never loads the model code.
+Serve calls a builder with the application's ``args`` from the config. Imports stay inside the builders so
+that building the public router never loads the model code.
 """
 
 from typing import Any

@@ -33,12 +33,14 @@ class Tuning:
     ingress_replicas: int = 1
     classifier_replicas: int = 1
     router_replicas: int = 1
-    # Start the new replica before the old one stops: with one replica and the default 0, an update is an outage.
+    # Start the new replica before the old one stops: with one replica and the default 0, an update is an
+    # outage.
     max_surge_percent: int = 100
     max_batch_size: int = 16
     batch_wait_timeout_s: float = 0.002
     max_ongoing_requests: int = 64
-    # Fractions of a CPU, so that 3 environments + the router fit a 2-core node; Ray does not cap usage by them.
+    # Fractions of a CPU, so that 3 environments + the router fit a 2-core node; Ray does not cap usage by
+    # them.
     ingress_cpus: float = 0.1
     classifier_cpus: float = 0.25
     router_cpus: float = 0.1
@@ -131,8 +133,8 @@ def build_serve_config(
     its own name. ``public`` adds the router at ``/`` (default: when production is served). ``token_key_file``
     is passed to the replicas as $CHIOPS_TOKEN_KEY_FILE (the path, never the key); without it the replicas
     must get $CHIOPS_TOKEN_KEY from their environment (on Kubernetes, from a Secret).
-    ``route_prefix`` replaces every environment app's ``/<environment>``: on Kubernetes each environment is its
-    own RayService with one app, served at ``/`` (the HTTPRoutes strip their path prefixes before it).
+    ``route_prefix`` replaces every environment app's ``/<environment>``: on Kubernetes each environment is
+    its own RayService with one app, served at ``/`` (the HTTPRoutes strip their path prefixes before it).
     """
     tuning = tuning or Tuning()
     canary_weight = check_weight(canary_weight)

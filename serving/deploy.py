@@ -24,14 +24,18 @@ import httpx
 # Ray reads this once, when it is imported: "0" keeps a loopback node address loopback (Ray's switch for
 # single-machine clusters). Without it Ray advertises, and its agents listen on, the machine's address.
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-# Ray's token authentication guards the dashboard (its job API runs code); the same variables `serve deploy` reads.
+# Ray's token authentication guards the dashboard (its job API runs code); `serve deploy` reads the same
+# variables.
 AUTH_MODE_ENV, TOKEN_PATH_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"
 
 
 def _use_own_token() -> None:
-    """A token of this process's own (a 0600 file, removed at exit) unless one is set. ray.init turns token
-    auth on by itself for a new local cluster (and refreshes its cached config, which only it can do) unless
-    RAY_AUTH_MODE says otherwise; left alone, it would share ~/.ray/auth_token with every cluster of the user."""
+    """A token of this process's own (a 0600 file, removed at exit) unless one is set.
+
+    ray.init turns token auth on by itself for a new local cluster (and refreshes its cached config, which
+    only it can do) unless RAY_AUTH_MODE says otherwise; left alone, it would share ~/.ray/auth_token with
+    every cluster of the user.
+    """
     if os.environ.get(TOKEN_PATH_ENV):
         return
     directory = tempfile.mkdtemp(prefix="chiops-ray-token-")
@@ -50,7 +54,7 @@ def _auth_headers() -> dict[str, str]:
 
 
 def init_local_ray(attempts: int = 5, **options):
-    """ray.init(address="local") on loopback, the dashboard on 127.0.0.1 behind a token; returns Ray's context.
+    """ray.init(address="local") on loopback, its dashboard on 127.0.0.1 behind a token; returns the context.
 
     Tried again when the node does not come up in time: on a loaded machine Ray's dashboard agent can take
     longer to start than the raylet waits for it (the raylet then exits: "The current node timed out during

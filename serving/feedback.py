@@ -1,9 +1,10 @@
-"""/feedback: verify a signed prediction_id, keep the feedback when a store is configured, count it (torch-free).
+"""/feedback: verify a signed prediction_id, keep the feedback when a store is configured, count it
+(torch-free).
 
-With a feedback store (serving/feedback_store.py) the body must also carry the image that was sent to /predict;
-its digest must match the one signed into the prediction_id, so the store holds exactly what was predicted. A
-prediction id the store already holds is answered 200 ``"duplicate": true`` and not counted again; a store that
-is down or slow is a 503 (nothing stored, nothing counted: the client can retry).
+With a feedback store (serving/feedback_store.py) the body must also carry the image that was sent to
+/predict; its digest must match the one signed into the prediction_id, so the store holds exactly what was
+predicted. A prediction id the store already holds is answered 200 ``"duplicate": true`` and not counted
+again; a store that is down or slow is a 503 (nothing stored, nothing counted: the client can retry).
 """
 
 import asyncio

@@ -135,7 +135,8 @@ class SQLiteStore:
 
 
 class PostgresStore:
-    """One connection per store object (psycopg serialises its use across threads), reopened after a failure."""
+    """One connection per store object (psycopg serialises its use across threads), reopened after a
+    failure."""
 
     def __init__(self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S):
         self.url, self.timeout_s = url, timeout_s
@@ -196,7 +197,8 @@ def _feedback(row) -> Feedback:
 
 
 def open_store(url: str | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> SQLiteStore | PostgresStore | None:
-    """The store a URL names (None or "" → no store). Connects lazily: a replica starts while the store is down."""
+    """The store a URL names (None or "" → no store). Connects lazily: a replica starts while the store is
+    down."""
     if not url:
         return None
     parts = urlsplit(url)

@@ -9,7 +9,8 @@ from model_registry import Registry, card_summary
 
 
 def pick_device() -> str:
-    """The GPU when torch sees one (PyTorch's ROCm build reports AMD GPUs through torch.cuda), else the CPU."""
+    """The GPU when torch sees one (PyTorch's ROCm build reports AMD GPUs through torch.cuda), else the
+    CPU."""
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -29,10 +30,11 @@ class Predictor:
         self.predict(np.zeros((1, 8, 8), dtype=np.float32))
 
     def warm_up(self, max_batch: int) -> None:
-        """Run every batch size up to max_batch twice before the replica takes traffic. TorchScript's profiling
-        executor optimises the graph anew for each new input shape until its specialisation budget is spent;
-        unwarmed, a new canary's first real batches took 0.1-1 s each (30 of its first 258 requests over 500 ms
-        in tests/rollout/test_gates_live.py, 2026-12-02), enough for the latency SLO gate to fail a good model."""
+        """Run every batch size up to max_batch twice before the replica takes traffic. TorchScript's
+        profiling executor optimises the graph anew for each new input shape until its specialisation budget
+        is spent; unwarmed, a new canary's first real batches took 0.1-1 s each (30 of its first 258 requests
+        over 500 ms in tests/rollout/test_gates_live.py, 2026-12-02), enough for the latency SLO gate to fail
+        a good model."""
         for n in range(1, max_batch + 1):
             for _ in range(2):
                 try:

@@ -1,11 +1,12 @@
-"""Signed prediction tokens: a prediction_id that carries what was predicted, so feedback needs no shared state.
+"""Signed prediction tokens: a prediction_id that carries what was predicted, so feedback needs no shared
+state.
 
-A token is ``<payload>.<mac>``: the payload (base64url JSON) holds environment, model version, predicted class,
-issue time, a random nonce and a digest of the predicted image (so /feedback can hand the feedback store that very image and
-no other); the mac is HMAC-SHA256 over the payload with a key only the service holds. Any
-replica of any app (or the router) holding the key can verify a token and count its feedback, across restarts;
-a client cannot make up a token for a prediction it never received, nor change the class in one.
-Replays of a genuine token are not detected (that needs shared state); ``max_age_s`` bounds their window.
+A token is ``<payload>.<mac>``: the payload (base64url JSON) holds environment, model version, predicted
+class, issue time, a random nonce and a digest of the predicted image (so /feedback can hand the feedback
+store that very image and no other); the mac is HMAC-SHA256 over the payload with a key only the service
+holds. Any replica of any app (or the router) holding the key can verify a token and count its feedback,
+across restarts; a client cannot make up a token for a prediction it never received, nor change the class in
+one. Replays of a genuine token are not detected (that needs shared state); ``max_age_s`` bounds their window.
 """
 
 import base64

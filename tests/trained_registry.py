@@ -1,5 +1,6 @@
 """Registries for tests, made the way an operator makes them: train with training's pipeline (the reference
-digits config, shortened) and register with the real writer (model_registry). No test writes registry files."""
+digits config, shortened) and register with the real writer (model_registry). No test writes registry
+files."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from model_registry import Registry
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "training" / "configs" / "digits.yaml"
 RootT = TypeVar("RootT", str, Path)
-# One training run per (seed, epochs) per test process: registering the same artefacts again is what an operator
-# does when the same recipe is registered twice, and it saves a training run per repeat.
+# One training run per (seed, epochs) per test process: registering the same artefacts again is what an
+# operator does when the same recipe is registered twice, and it saves a training run per repeat.
 _TRAINED: dict[tuple[int, int], Path] = {}
 _CACHE = Path(tempfile.mkdtemp(prefix="chiops-trained-"))
 

@@ -1,5 +1,5 @@
-"""Model cards as training writes them: card.json (what tools read) and card.md (what people read), from one dict.
-The contract (required fields, the markdown) is model_registry.card."""
+"""Model cards as training writes them: card.json (what tools read) and card.md (what people read), from one
+dict. The contract (required fields, the markdown) is model_registry.card."""
 
 from __future__ import annotations
 

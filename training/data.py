@@ -25,7 +25,8 @@ class Dataset:
 
 
 def content_hash(images: np.ndarray, labels: np.ndarray) -> str:
-    """SHA-256 over shapes and little-endian float64 values, so the hash names the data, not the file format."""
+    """SHA-256 over shapes and little-endian float64 values, so the hash names the data, not the file
+    format."""
     digest = hashlib.sha256()
     digest.update(repr((images.shape, labels.shape)).encode())
     digest.update(np.ascontiguousarray(images, dtype="<f8").tobytes())

@@ -1,7 +1,7 @@
 """Feedback as training data: a snapshot of the feedback store is a data version (content hash + provenance).
 
-Training never reads the live store: a snapshot is written once (an NPZ named by its content hash and a JSON of
-where it came from) and a config names it as ``data.feedback``, so a run can be repeated on the same data.
+Training never reads the live store: a snapshot is written once (an NPZ named by its content hash and a JSON
+of where it came from) and a config names it as ``data.feedback``, so a run can be repeated on the same data.
 The feedback joins the training split only; the test split stays the reference one, so a model trained on
 feedback is compared with production on the same test images (champion/challenger), and a feedback image
 that is also a test image is leakage.
@@ -91,7 +91,8 @@ def load_snapshot(path: Path) -> Snapshot:
 
 
 def validate_feedback(feedback: Dataset, test_images: np.ndarray, data_config: dict[str, Any]) -> Report:
-    """The reference data's checks, on a batch that need not hold every digit; plus leakage into the test split.
+    """The reference data's checks, on a batch that need not hold every digit; plus leakage into the test
+    split.
 
     (Class balance is checked on the training split it joins, see training/pipeline.py.)
     """

@@ -73,8 +73,8 @@ def decide(
     # The card was measured on the training device; a CPU re-score may differ by a borderline image or two.
     if abs(accuracy - candidate_card["metrics"]["accuracy"]) > 0.01:
         decision.reasons.append(
-            f"card claims accuracy {candidate_card['metrics']['accuracy']:.4f} but model.ts scores {accuracy:.4f} "
-            "on its own test split: the artifacts do not belong together"
+            f"card claims accuracy {candidate_card['metrics']['accuracy']:.4f} "
+            f"but model.ts scores {accuracy:.4f} on its own test split: the artifacts do not belong together"
         )
     if gate.min_accuracy is not None and accuracy < gate.min_accuracy:
         decision.reasons.append(f"accuracy {accuracy:.4f} is below the minimum {gate.min_accuracy:.4f}")
@@ -94,7 +94,8 @@ def decide(
         if gate.max_drop is not None and prod_accuracy - accuracy > gate.max_drop:
             decision.reasons.append(
                 f"accuracy {accuracy:.4f} is {prod_accuracy - accuracy:.4f} below production {version}'s "
-                f"{prod_accuracy:.4f} on the same test split ({len(labels)} images); allowed drop {gate.max_drop:.4f}"
+                f"{prod_accuracy:.4f} on the same test split ({len(labels)} images); "
+                f"allowed drop {gate.max_drop:.4f}"
                 + (
                     ""
                     if same_split

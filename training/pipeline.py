@@ -92,7 +92,8 @@ def with_feedback(splits: Splits, path: Path, report: Report, data_config, progr
         if not check.ok:
             raise DataError("feedback validation failed:\n" + report.to_text())
     progress(
-        f"feedback {path.name}: {len(fb)} samples (sha256 {snap.dataset.sha256[:12]}…) join the training split"
+        f"feedback {path.name}: {len(fb)} samples (sha256 {snap.dataset.sha256[:12]}…) "
+        "join the training split"
     )
     splits.train = Part(
         joined.images.astype(np.float32),
@@ -152,7 +153,8 @@ def run(config: dict[str, Any], out_dir: str | Path, progress: Progress = _quiet
     progress(f"trained {result.epochs_run} epochs in {result.seconds:.1f} s (best epoch {result.best_epoch})")
     metrics = evaluate(model, splits.val, splits.test, device, config["evaluate"])
     progress(
-        f"test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, ECE {metrics['ece']:.4f}, "
+        f"test accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
+        f"ECE {metrics['ece']:.4f}, "
         f"auto-key share {metrics['auto_key_share']:.3f} at threshold {metrics['auto_key_threshold']:.4f}"
     )
     export_model(model, out_dir)

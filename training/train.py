@@ -20,7 +20,8 @@ from training.split import Part
 def set_determinism(seed: int, threads: int, strict: bool = True) -> None:
     """Same seed, same device, same thread count → the same weights. The thread count is fixed because CPU
     reductions split work per thread, and a different split rounds differently. On GPUs `strict=False` only
-    warns where an op lacks a deterministic kernel (ROCm's coverage differs from CUDA's) instead of failing."""
+    warns where an op lacks a deterministic kernel (ROCm's coverage differs from CUDA's) instead of
+    failing."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS/hipBLAS
     random.seed(seed)
     np.random.seed(seed)
@@ -116,7 +117,8 @@ def fit(
             best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
         if epoch % 5 == 0 or epoch == 1:
             progress(
-                f"epoch {epoch}: train loss {total / len(train):.4f}, val loss {val_loss:.4f}, val acc {val_acc:.4f}"
+                f"epoch {epoch}: train loss {total / len(train):.4f}, "
+                f"val loss {val_loss:.4f}, val acc {val_acc:.4f}"
             )
         if epoch - best_epoch >= train_config["patience"]:
             progress(f"early stop at epoch {epoch}: no better val loss since epoch {best_epoch}")

@@ -154,7 +154,10 @@ def check_duplicates(ds: Dataset, policy: str) -> Check:
         return Check(
             "duplicates",
             False,
-            f"exact-duplicate images with different labels: {len(conflicting)} groups (e.g. rows {conflicting[0]})",
+            (
+                f"exact-duplicate images with different labels: {len(conflicting)} groups "
+                f"(e.g. rows {conflicting[0]})"
+            ),
             details,
         )
     if policy == "drop":

@@ -1,4 +1,5 @@
-"""Backends by the inventory's `chiops_backend`: `local` (Ray Serve here) and `kubernetes` (the gitops backend)."""
+"""Backends by the inventory's `chiops_backend`: `local` (Ray Serve here) and `kubernetes` (the gitops
+backend)."""
 
 from __future__ import annotations
 

@@ -6,10 +6,10 @@ fast-forward-or-fail; Change.commit is the commit that holds the change. The use
 touched or pushed.
 
 wait_serving proves, all at once, that the cluster runs what git says:
-- ArgoCD's Application ``chiops-<env>`` has synced a revision that contains the environment's last commit, and is
-  Synced and Healthy;
-- the RayService is the new generation (metadata.generation == status.observedGeneration) carrying the version,
-  Ready and not UpgradeInProgress — a previous generation that is still Ready never passes;
+- ArgoCD's Application ``chiops-<env>`` has synced a revision that contains the environment's last commit, and
+  is Synced and Healthy;
+- the RayService is the new generation (metadata.generation == status.observedGeneration) carrying the
+  version, Ready and not UpgradeInProgress — a previous generation that is still Ready never passes;
 - ``/version`` through the gateway answers the version.
 wait_split does the same for the public HTTPRoute: synced commit, live weights, and the Gateway's Accepted
 condition for the route's current generation.
@@ -145,7 +145,8 @@ class DesiredStateRepo:
             self.git("checkout", "-q", "--orphan", f"chiops-init-{os.getpid()}")
             self.git("rm", "-rqf", "--ignore-unmatch", ".")
             (self.dir / "README.md").write_text(
-                "# ChiOps desired state\n\nWritten by the rollout (rollout/backends/gitops.py); ArgoCD applies "
+                "# ChiOps desired state\n\n"
+                "Written by the rollout (rollout/backends/gitops.py); ArgoCD applies "
                 "environments/<env>/. Do not edit by hand.\n"
             )
             self.git("add", "README.md")
@@ -464,7 +465,8 @@ class GitOpsBackend:
         self.repo.sync()
         if self.committed_version(environment) != version:
             raise BackendError(
-                f"git says {environment} serves {self.committed_version(environment)}, not {version}: deploy first"
+                f"git says {environment} serves {self.committed_version(environment)}, "
+                f"not {version}: deploy first"
             )
         commit = self.repo.last_commit(environment)
         ns = f"chiops-{environment}"

@@ -192,7 +192,8 @@ class LocalBackend:
                 return
             if time.monotonic() > deadline:
                 raise BackendError(
-                    f"/{environment}/version answers {seen or 'nothing'} after {timeout_s:.0f} s, expected {version}"
+                    f"/{environment}/version answers {seen or 'nothing'} after {timeout_s:.0f} s, "
+                    f"expected {version}"
                 )
             self.sleep(POLL_S)
 

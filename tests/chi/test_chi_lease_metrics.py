@@ -1,6 +1,7 @@
 """The lease-end refresher as it runs on its own: `status --metrics-file F --every D`, a separate process
 against the fake, picks up an extension and the lease's release with no further command. (That the alert
-fires from an unchanging end timestamp as time passes is proven by promtool in tests/rollout/test_monitoring.py.)"""
+fires from an unchanging end timestamp as time passes is proven by promtool in
+tests/rollout/test_monitoring.py.)"""
 
 from __future__ import annotations
 
@@ -47,10 +48,10 @@ def test_refresher_follows_extension_and_release(fake, make_inventory, tmp_path)
     end = dt.datetime.strptime(lease_end, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.UTC).timestamp()
     metrics = tmp_path / "textfile" / "chiops_lease_staging.prom"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "chi_scripts", "status", "--inventory", str(inv), "--metrics-file", str(metrics),
-         "--every", "0.2"],
-        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "chi_scripts", "status", "--inventory", str(inv),
+         "--metrics-file", str(metrics), "--every", "0.2"],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         assert _wait(metrics, lambda v: v is not None, "the lease end", proc) == end
@@ -69,7 +70,8 @@ def test_refresher_follows_extension_and_release(fake, make_inventory, tmp_path)
 
 def test_refresher_needs_a_metrics_file(fake, make_inventory):
     out = subprocess.run(
-        [sys.executable, "-m", "chi_scripts", "status", "--inventory", str(make_inventory()), "--every", "5m"],
+        [sys.executable, "-m", "chi_scripts", "status", "--inventory", str(make_inventory()),
+         "--every", "5m"],
         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 2 and "--every needs --metrics-file" in out.stderr
@@ -90,10 +92,11 @@ def test_timer_role_writes_units_whose_command_exports_the_lease(fake, make_inve
     play = subprocess.run(
         [bindir / "ansible-playbook", "-i", inv, REPO / "playbooks" / "lease_metrics.yml",
          "-e", f"lease_metrics_unit_dir={units} lease_metrics_textfile_dir={textfile}",
-         "-e", f"lease_metrics_credentials_file={credentials} lease_metrics_manage_service=false ansible_become=false"],
+         "-e", f"lease_metrics_credentials_file={credentials} "
+               "lease_metrics_manage_service=false ansible_become=false"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(tmp_path), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-             "ANSIBLE_LOCAL_TEMP": str(tmp_path / ".ansible")},
+        env={"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(tmp_path),
+             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / ".ansible")},
     )  # fmt: skip
     assert play.returncode == 0, play.stdout + play.stderr
     service, timer = (

@@ -1,5 +1,5 @@
-"""The generated inventory used for real: reserve through the fake Chameleon, then playbooks/nodes.yml runs with
-that inventory, unedited, over real SSH against podman containers running systemd and sshd.
+"""The generated inventory used for real: reserve through the fake Chameleon, then playbooks/nodes.yml runs
+with that inventory, unedited, over real SSH against podman containers running systemd and sshd.
 
 Addressing keeps everything on this machine. The test creates a podman network on a /24 of 10.241.0.0/16
 (not podman's 10.88.0.0/16) and the fake hands out its addresses as fixed IPs; the lease's floating IP is a
@@ -206,12 +206,14 @@ def test_nodes_playbook_over_ssh_with_the_generated_inventory(machines, tmp_path
             assert "unreachable=0" in line and "failed=0" in line, recap
         assert (inv / "hosts.yml").read_bytes() == generated  # used as written
 
-        # After the firewall: brand-new SSH sessions (no shared master) still reach both nodes, the bastion from
-        # the floating IP's NAT (the podman gateway) and the node from the bastion (ProxyJump), as root via sudo.
+        # After the firewall: brand-new SSH sessions (no shared master) still reach both nodes, the bastion
+        # from the floating IP's NAT (the podman gateway) and the node from the bastion (ProxyJump), as root
+        # via sudo.
         fresh = dict(env, ANSIBLE_SSH_ARGS="-o ControlMaster=no -o ControlPath=none")
         probe = run(
             BIN / "ansible", "-i", inv, "all", "-m", "ansible.builtin.shell",
-            "-a", "echo \"$SSH_CONNECTION\" | cut -d' ' -f1; sudo -n nft list chain inet chiops input | grep -c 'policy drop'",
+            "-a", "echo \"$SSH_CONNECTION\" | cut -d' ' -f1; "
+                  "sudo -n nft list chain inet chiops input | grep -c 'policy drop'",
             "--one-line", cwd=REPO, env=fresh, check=False,
         )  # fmt: skip
         assert probe.returncode == 0, probe.stdout + probe.stderr

@@ -114,7 +114,8 @@ def test_help_does_not_import_python_chi():
         "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
         "    chi_scripts.cli.main(['--help'])\n"
         "assert 'reserve' in out.getvalue()\n"
-        "print(sorted(m for m in sys.modules if m == 'chi' or m.startswith(('chi.', 'openstack', 'blazarclient'))))\n"
+        "print(sorted(m for m in sys.modules if m == 'chi' or "
+        "m.startswith(('chi.', 'openstack', 'blazarclient'))))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=60

@@ -21,7 +21,8 @@ class UnsupportedCEL(Exception):
 STANDARD = frozenset(
     {
         "has", "all", "exists", "exists_one", "map", "filter", "size", "matches", "contains", "startsWith",
-        "endsWith", "duration", "timestamp", "int", "uint", "double", "string", "bytes", "bool", "type", "dyn",
+        "endsWith", "duration", "timestamp", "int", "uint", "double", "string", "bytes", "bool", "type",
+        "dyn",
     }
 )  # fmt: skip
 

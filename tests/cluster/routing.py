@@ -1,7 +1,8 @@
-"""Where a request to the public Gateway ends up, by Gateway API's HTTPRoute rules and Ray Serve's route prefixes.
+"""Where a request to the public Gateway ends up, by Gateway API's HTTPRoute rules and Ray Serve's route
+prefixes.
 
-Used to check the rendered routes against the rendered serveConfigV2 (and by the image test, to send requests to
-a container along the same path the HTTPRoute would). Implements what the rendered routes use: PathPrefix
+Used to check the rendered routes against the rendered serveConfigV2 (and by the image test, to send requests
+to a container along the same path the HTTPRoute would). Implements what the rendered routes use: PathPrefix
 matches (longest prefix wins across the routes on one Gateway; a prefix matches whole path segments), weighted
 backendRefs, and the URLRewrite filter's ReplacePrefixMatch.
 """
@@ -15,7 +16,8 @@ import yaml
 
 @dataclasses.dataclass(frozen=True)
 class Hop:
-    """One backend a request may go to: the Service (namespace, name, port), its weight, and the rewritten path."""
+    """One backend a request may go to: the Service (namespace, name, port), its weight, and the rewritten
+    path."""
 
     namespace: str
     service: str
@@ -63,7 +65,8 @@ def route(routes: list[dict], path: str) -> list[Hop]:
 
 
 def serve_app(serve_config: dict, path: str) -> tuple[str, str] | None:
-    """The Serve application (name) a path reaches inside the pod, and the path the app sees; longest prefix wins."""
+    """The Serve application (name) a path reaches inside the pod, and the path the app sees; longest prefix
+    wins."""
     best = None
     for app in serve_config["applications"]:
         prefix = app["route_prefix"]

@@ -1,4 +1,5 @@
-"""environments/<env>/ as the GitOps backend renders and commits it: valid, and serving what the routes promise."""
+"""environments/<env>/ as the GitOps backend renders and commits it: valid, and serving what the routes
+promise."""
 
 import copy
 

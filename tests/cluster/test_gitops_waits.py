@@ -1,16 +1,18 @@
-"""The GitOps backend's waits against a real kube-apiserver (tests/kube), and the token Secret applied from Vault.
+"""The GitOps backend's waits against a real kube-apiserver (tests/kube), and the token Secret applied from
+Vault.
 
 What cannot run here, and what stands in for it (TEST-ONLY, never shipped):
-- ArgoCD's application controller and the KubeRay operator: `StatusWriter` below applies what the desired-state
-  repository holds at a commit and writes the status fields those controllers write (Application
-  status.sync/health; RayService status.observedGeneration/conditions; HTTPRoute status.parents, as the Gateway
-  controller does), each step explicitly, so the test decides when a controller "has acted".
+- ArgoCD's application controller and the KubeRay operator: `StatusWriter` below applies what the
+  desired-state repository holds at a commit and writes the status fields those controllers write
+  (Application status.sync/health; RayService status.observedGeneration/conditions; HTTPRoute
+  status.parents, as the Gateway controller does), each step explicitly, so the test decides when a
+  controller "has acted".
 - KubeRay's and Gateway API's CRDs: v1.20 cannot hold them (CEL). Structural stand-in CRDs for RayService and
   HTTPRoute (labelled chiops.io/test-stand-in) keep what the waits rely on: a status subresource, so
-  metadata.generation moves only with the spec. Their real schemas are checked offline (tests/cluster/validation.py).
-  ArgoCD's Application CRD is the upstream one.
-- The serve app behind the gateway: `VersionServer`, a minimal HTTP server on 127.0.0.1 answering /<env>/version
-  the way the Serve app answers /version behind its HTTPRoute.
+  metadata.generation moves only with the spec. Their real schemas are checked offline
+  (tests/cluster/validation.py). ArgoCD's Application CRD is the upstream one.
+- The serve app behind the gateway: `VersionServer`, a minimal HTTP server on 127.0.0.1 answering
+  /<env>/version the way the Serve app answers /version behind its HTTPRoute.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def stand_in_crd(group: str, kind: str, plural: str) -> dict:
         "metadata": {
             "name": f"{plural}.{group}",
             "labels": STAND_IN,
-            # The API server refuses a CRD in a *.k8s.io group without it (the upstream Gateway API CRDs carry it).
+            # The API server refuses a CRD in a *.k8s.io group without it (the upstream Gateway API CRDs carry
+            # it).
             "annotations": {
                 "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/891"
             },
@@ -74,7 +77,8 @@ def stand_in_crd(group: str, kind: str, plural: str) -> dict:
 
 
 class VersionServer:
-    """TEST-ONLY: answers GET /<env>/version like the Serve app behind its HTTPRoute ({"model_version": ...})."""
+    """TEST-ONLY: answers GET /<env>/version like the Serve app behind its HTTPRoute ({"model_version":
+    ...})."""
 
     def __init__(self):
         self.versions: dict[str, str] = {}
@@ -108,7 +112,8 @@ class VersionServer:
 
 
 class StatusWriter:
-    """TEST-ONLY stand-in for ArgoCD's application controller, the KubeRay operator and the Gateway controller."""
+    """TEST-ONLY stand-in for ArgoCD's application controller, the KubeRay operator and the Gateway
+    controller."""
 
     def __init__(self, kube_api, remote: Path):
         self.kube_api, self.remote = kube_api, remote
@@ -117,7 +122,8 @@ class StatusWriter:
         )
 
     def argocd_sync(self, env: str, commit: str) -> None:
-        """What ArgoCD does for Application chiops-<env>: apply environments/<env>/ at `commit`, then report it."""
+        """What ArgoCD does for Application chiops-<env>: apply environments/<env>/ at `commit`, then report
+        it."""
         files = subprocess.run(
             ["git", "-C", str(self.remote), "ls-tree", "--name-only", commit, f"environments/{env}/"],
             check=True,

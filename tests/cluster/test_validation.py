@@ -31,7 +31,8 @@ def test_a_copy_that_differs_from_its_pin_is_refused(tmp_path, monkeypatch):
 
 
 def test_argocd_crds_are_the_ones_its_pinned_install_manifest_applies():
-    """The CRDs validation uses for argoproj.io come out of install.yaml: upstream's CRD files, byte for byte."""
+    """The CRDs validation uses for argoproj.io come out of install.yaml: upstream's CRD files, byte for
+    byte."""
     argocd = upstream.pins()[0]
     install_documents = upstream.read_pinned(argocd).decode().split("\n---\n")
     for name in ("application", "applicationset", "appproject"):
@@ -69,7 +70,8 @@ def test_an_unimplemented_cel_function_fails_loudly():
     with pytest.raises(cel.UnsupportedCEL, match=r"lowerAscii"):
         cel.compile_rule("self.name.lowerAscii() == self.name")
     schema = {"type": "object", "properties": {"x": {"type": "string"}},
-              "x-kubernetes-validations": [{"rule": "isURL(self.x)", "message": "x must be a URL"}]}  # fmt: skip
+              "x-kubernetes-validations": [{"rule": "isURL(self.x)",
+                                            "message": "x must be a URL"}]}  # fmt: skip
     from tests.cluster.validation import cel_violations
 
     with pytest.raises(cel.UnsupportedCEL, match="isURL"):

@@ -3,7 +3,8 @@
 The pins live in roles/argocd/defaults/main.yml: ArgoCD's install.yaml (argocd_version,
 argocd_install_manifest_checksum), which carries ArgoCD's own CRDs, and argocd_platform_crds (KubeRay, Gateway
 API). The copies live in $CHIOPS_UPSTREAM_DIR (default ../shared/upstream beside the checkout) as
-<project>-<version>/<file name>; a missing copy or a digest that differs from the pin is an error, never a skip.
+<project>-<version>/<file name>; a missing copy or a digest that differs from the pin is an error, never a
+skip.
 """
 
 import hashlib

@@ -23,8 +23,8 @@ import kubernetes_validate
 from tests.cluster import cel, upstream
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
-# Kubespray v2.31.0 installs Kubernetes 1.35.4; kubernetes-validate 1.37.0 ships schemas for 1.25.0 ... 1.37.0,
-# and patch releases do not change the API, so 1.35.0 is the exact match.
+# Kubespray v2.31.0 installs Kubernetes 1.35.4; kubernetes-validate 1.37.0 ships schemas for 1.25.0 ...
+# 1.37.0, and patch releases do not change the API, so 1.35.0 is the exact match.
 KUBERNETES_VERSION = "1.35.0"
 HAND_DERIVED = {("monitoring.coreos.com/v1", "PodMonitor")}
 
@@ -189,7 +189,8 @@ def validate_custom(doc: dict, old: dict | None = None) -> dict:
 
 
 def validate(doc: dict, old: dict | None = None) -> None:
-    """Raises InvalidManifest unless the API server of the target cluster would accept doc (old: on update)."""
+    """Raises InvalidManifest unless the API server of the target cluster would accept doc (old: on
+    update)."""
     api_version, kind = doc.get("apiVersion", ""), doc.get("kind", "")
     if (api_version, kind) in upstream.served():
         validate_custom(doc, old)

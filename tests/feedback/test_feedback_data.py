@@ -1,5 +1,6 @@
-"""Feedback as training data: a snapshot of a real store is reproducible, checked like the reference data, and a
-poisoned batch is refused naming the check; a model trained on reference + feedback records both versions."""
+"""Feedback as training data: a snapshot of a real store is reproducible, checked like the reference data, and
+a poisoned batch is refused naming the check; a model trained on reference + feedback records both
+versions."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ REFERENCE = ROOT / "training" / "configs" / "digits.yaml"
 
 
 def shifted_digits(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Real digits moved one pixel right: the kind of new forms feedback brings, none of them a reference image."""
+    """Real digits moved one pixel right: the kind of new forms feedback brings, none of them a reference
+    image."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()

@@ -312,7 +312,8 @@ def _serve_through_the_route(net: Net, pushed: dict, tmp_path: Path) -> None:
     # 3. the desired state, rendered as the rollout renders it
     serve_file = tmp_path / "serve-production.yaml"
     run(sys.executable, "-m", "serving.config", "--registry", BUCKET_URL, "--environments", "production",
-        "--version=production=v1", "--no-public", "--host", "0.0.0.0", "--route-prefix", "/",  # as the GitOps backend
+        "--version=production=v1",
+        "--no-public", "--host", "0.0.0.0", "--route-prefix", "/",  # as the GitOps backend
         "-o", str(serve_file), env=env, cwd=ROOT)  # fmt: skip
     model_uri = run(sys.executable, "-m", "training", "registry", "resolve", "v1", "--path", "--registry",
                     BUCKET_URL, env=env, cwd=ROOT).stdout.strip()  # fmt: skip
@@ -320,8 +321,10 @@ def _serve_through_the_route(net: Net, pushed: dict, tmp_path: Path) -> None:
     run(
         str(Path(sys.executable).with_name("ansible-playbook")), str(HERE / "render_production.yml"),
         "-e", f"render_root={rendered}", "-e", f"render_serve_config_file={serve_file}",
-        "-e", "render_version=v1", "-e", f"render_model_uri={model_uri}", "-e", f"render_image={pushed['ref']}",
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(ROOT / "roles")},
+        "-e", "render_version=v1", "-e", f"render_model_uri={model_uri}",
+        "-e", f"render_image={pushed['ref']}",
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+             "ANSIBLE_ROLES_PATH": str(ROOT / "roles")},
         cwd=ROOT,
     )  # fmt: skip
     docs = [
@@ -413,7 +416,8 @@ def _serve_through_the_route(net: Net, pushed: dict, tmp_path: Path) -> None:
 
     wait_for("the Serve applications", running, 600, lambda: net.logs("worker") + net.logs("head"))
 
-    # 6. requests as the HTTPRoute sends them: the rule with the longest matching prefix, its rewrite, its backend
+    # 6. requests as the HTTPRoute sends them: the rule with the longest matching prefix, its rewrite, its
+    # backend
     services = {f"{rayservice['metadata']['name']}-serve-svc": head_ip}
 
     for route in routes:

@@ -1,4 +1,5 @@
-"""`chiops pipeline decide` (python -m pipeline decide): the decision printed, exit 0/1/2, the lease on the fake."""
+"""`chiops pipeline decide` (python -m pipeline decide): the decision printed, exit 0/1/2, the lease on the
+fake."""
 
 from __future__ import annotations
 

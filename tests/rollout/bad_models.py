@@ -1,6 +1,6 @@
 """Candidates that are genuinely bad in one way each, built from a good registered model (TorchScript):
-one that fails a share of its batches, one that is slow, one that predicts the wrong class, one that crashes on
-every real image."""
+one that fails a share of its batches, one that is slow, one that predicts the wrong class, one that crashes
+on every real image."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ class Crashing(nn.Module):
         self.inner = inner
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The start check's all-zero image passes; any real digit raises: it loads, then fails on live traffic.
+        # The start check's all-zero image passes; any real digit raises: it loads, then fails on live
+        # traffic.
         if bool((x > 0).any()):
             raise RuntimeError("injected fault: this candidate crashes on every real image")
         return self.inner(x)

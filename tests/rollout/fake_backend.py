@@ -111,7 +111,8 @@ def _lognormal_cdf(x: float, median: float, sigma: float) -> float:
 
 @dataclasses.dataclass
 class Traffic:
-    """Evidence as Prometheus would count it: per side, requests per second x the side's share of the route."""
+    """Evidence as Prometheus would count it: per side, requests per second x the side's share of the
+    route."""
 
     clock: FakeClock
     backend: FakeBackend

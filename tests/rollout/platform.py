@@ -1,4 +1,5 @@
-"""Start and stop the local platform (playbooks/local_platform.yml, local_down.yml) on ports of a test's own."""
+"""Start and stop the local platform (playbooks/local_platform.yml, local_down.yml) on ports of a test's
+own."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""`make demo` end to end (the product's main job): v1 to production, v2 promoted through two gated weight steps,
-v3 caught at canary and rolled back, zero failed client requests (/predict and /feedback), reports and the
-verified ledger written, and nothing left running."""
+"""`make demo` end to end (the product's main job): v1 to production, v2 promoted through two gated weight
+steps, v3 caught at canary and rolled back, zero failed client requests (/predict and /feedback), reports and
+the verified ledger written, and nothing left running."""
 
 from __future__ import annotations
 

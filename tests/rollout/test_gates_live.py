@@ -4,8 +4,8 @@ One local platform (playbooks/local_platform.yml on ports of this test) serves p
 sends real test-split images with delayed feedback to the public route; each candidate in turn gets half of it
 as the canary, and the gates of rollout decide as the engine does: from the first window on, again every few
 seconds while the verdict is inconclusive, up to a cap. A good candidate must be promoted (verdict pass); one
-that errors, one that is slow and one that is inaccurate must each get a fail verdict from the gate that measures
-its fault. False promotion fails the test.
+that errors, one that is slow and one that is inaccurate must each get a fail verdict from the gate that
+measures its fault. False promotion fails the test.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ CANDIDATES = {
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    # v2 is v1 retrained with the same seed: as good as stable by construction (a differently seeded tiny model
-    # can be genuinely worse, and the gate rightly rejects it).
+    # v2 is v1 retrained with the same seed: as good as stable by construction (a differently seeded tiny
+    # model can be genuinely worse, and the gate rightly rejects it).
     registry = build_registry(run_dir / "registry", versions=((0, 8), (0, 8)), aliases={"production": "v1"})
     assert bad_models.add_variant(registry, "v1", lambda m: bad_models.Erroring(m, 0.25)) == "v3"
     assert bad_models.add_variant(registry, "v1", lambda m: bad_models.Slow(m, 120)) == "v4"

@@ -40,11 +40,14 @@ ALERT_TESTS = textwrap.dedent(
           # The lease's end, never rewritten: the alert must fire from Prometheus' clock alone.
           - series: 'chiops_lease_end_timestamp_seconds{{environment="production",lease="chiops-prod"}}'
             values: '7500x40'
-          - series: 'ray_chiops_requests_total{{environment="canary",model_version="v3",route="/predict",status="200"}}'
+          - series: 'ray_chiops_requests_total{{environment="canary",model_version="v3",\
+route="/predict",status="200"}}'
             values: '0+60x400'
-          - series: 'ray_chiops_requests_total{{environment="canary",model_version="v3",route="/predict",status="503"}}'
+          - series: 'ray_chiops_requests_total{{environment="canary",model_version="v3",\
+route="/predict",status="503"}}'
             values: '0+20x400'
-          - series: 'ray_chiops_requests_total{{environment="production",model_version="v1",route="/predict",status="200"}}'
+          - series: 'ray_chiops_requests_total{{environment="production",model_version="v1",\
+route="/predict",status="200"}}'
             values: '0+60x400'
           - series: 'ray_chiops_feedback_total{{environment="canary",model_version="v3"}}'
             values: '0+10x400'
@@ -72,7 +75,8 @@ ALERT_TESTS = textwrap.dedent(
               - exp_labels: {{severity: page, environment: canary, model_version: v3}}
                 exp_annotations:
                   summary: canary v3 burns its error budget fast
-                  description: 5xx ratio of /predict is above 14.4x the 99.5% SLO budget over both 5 m and 1 h (now 25%).
+                  description: 5xx ratio of /predict is above 14.4x the 99.5% SLO budget over both 5 m \
+and 1 h (now 25%).
           - eval_time: 40m
             alertname: ChiopsOnlineAccuracyDrop
             exp_alerts:
@@ -86,7 +90,8 @@ ALERT_TESTS = textwrap.dedent(
               - exp_labels: {{severity: ticket, environment: production, model_version: v1}}
                 exp_annotations:
                   summary: production v1 sees inputs unlike its training data
-                  description: 'Ink distribution of live images over 30 m is more than 0.25 (total variation) from the model''s test split (now 0.80): `chiops pipeline decide --drift` takes this value.'
+                  description: 'Ink distribution of live images over 30 m is more than 0.25 \
+(total variation) from the model''s test split (now 0.80): `chiops pipeline decide --drift` takes this value.'
         promql_expr_test:
           # The canary's images are spread like its reference: no drift. Staging saw no image: no value.
           - expr: chiops:input_drift:tvd_30m{{environment!="production"}}

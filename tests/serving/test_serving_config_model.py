@@ -1,4 +1,5 @@
-"""Config generation (parsed by Ray Serve's own schema), the registry reader and the model wrapper (no Ray)."""
+"""Config generation (parsed by Ray Serve's own schema), the registry reader and the model wrapper (no
+Ray)."""
 
 import json
 

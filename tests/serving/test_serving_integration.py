@@ -1,4 +1,5 @@
-"""The service on a real local Ray: one cluster and one Serve deployment shared by the whole session (tests/serving/conftest.py).
+"""The service on a real local Ray: one cluster and one Serve deployment shared by the whole session
+(tests/serving/conftest.py).
 
 Deploys the config serving.config generates (production v1, canary v2, the public router), then checks
 predictions, strict input handling, feedback, exported metrics, and a canary weight change under load.
@@ -29,10 +30,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.quiet]
 
 
 def test_in_process_ray_listens_on_loopback_only(service):
-    """The Ray that serving.deploy.init_local_ray starts (tests, benches) binds only loopback, with one exception
-    Ray does not let us close: each Serve replica's inter-deployment gRPC server, which Ray Serve 2.60 binds to
-    "[::]:0" in code (ray/serve/_private/replica.py, no setting). Exactly one such listener per replica, on
-    the wildcard address, is allowed; any other non-loopback listener fails the test."""
+    """The Ray that serving.deploy.init_local_ray starts (tests, benches) binds only loopback, with one
+    exception Ray does not let us close: each Serve replica's inter-deployment gRPC server, which Ray Serve
+    2.60 binds to "[::]:0" in code (ray/serve/_private/replica.py, no setting). Exactly one such listener
+    per replica, on the wildcard address, is allowed; any other non-loopback listener fails the test."""
     me = psutil.Process()
     found = listeners([me, *me.children(recursive=True)])
     ports = {port for _, port, _ in found}
@@ -330,7 +331,8 @@ def test_model_update_under_load_has_zero_failures(service, registry_root):
 
 
 def test_fused_layout_serves_the_same_predictions(service, registry_root):
-    """The fused layout (model inside the ingress, used for throughput) answers like the two-deployment one."""
+    """The fused layout (model inside the ingress, used for throughput) answers like the two-deployment
+    one."""
     from serving.config import Tuning
     from serving.deploy import deploy, wait_running
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: real training runs, done once per session (the reference config takes seconds on an idle CPU)."""
+"""Shared fixtures: real training runs, done once per session (the reference config takes seconds on an idle
+CPU)."""
 
 from __future__ import annotations
 

@@ -259,7 +259,8 @@ import itertools, sys
 from model_registry import Registry
 reg = Registry(sys.argv[1])
 for i in itertools.count():
-    reg.move_aliases({"staging": "v1" if i % 2 else "v2", "canary": None if i % 3 else "v2"}, reason=f"loop {i}")
+    reg.move_aliases({"staging": "v1" if i % 2 else "v2", "canary": None if i % 3 else "v2"}, \
+reason=f"loop {i}")
 """
 
 
