@@ -148,9 +148,8 @@ def start_profiles(py_spy: str | None, pids, duration: float, workdir: Path) -> 
             path = workdir / f"profile-{proc.pid}.txt"
             cmd = [py_spy, "record", "--pid", str(proc.pid), "--duration", str(int(duration)),
                    "--rate", "200", "--format", "raw", "--nonblocking", "--output", str(path)]  # fmt: skip
-            out.append(
-                (label, path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            )
+            with path.with_suffix(".err").open("w") as err:
+                out.append((label, path, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)))
     return out
 
 
@@ -159,7 +158,9 @@ def collect_profiles(profiles: list, top: int = 12) -> dict:
     (collapsed-stack) output; idle samples (the event loop waiting in epoll/select) are counted apart."""
     out = {}
     for label, path, proc in profiles:
-        proc.wait(timeout=120)
+        if proc.wait(timeout=120) != 0 and not path.exists():
+            out[label] = {"error": path.with_suffix(".err").read_text().strip()[-300:] or "py-spy failed"}
+            continue
         inclusive: dict = {}
         total = idle = 0
         for line in path.read_text().splitlines() if path.exists() else []:
@@ -329,9 +330,12 @@ def bench_layout(layout, registry, version, bodies, body, env, key_file, plain, 
         ray_pids = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
         targets = {"plain": plain["url"], f"chiops-{layout}": url}
         pids = {"plain": [plain["pid"]], f"chiops-{layout}": ray_pids}
+        profile = None
+        if args.py_spy:
+            profile = {"py_spy": args.py_spy, "dir": Path(tempfile.mkdtemp(prefix=f"bench-py-spy-{layout}-"))}
         out = {
             "cold_start_s": cold,
-            "targets": measure(targets, pids, bodies, args.duration, args.concurrency),
+            "targets": measure(targets, pids, bodies, args.duration, args.concurrency, profile),
         }
         # Ray's processes (GCS, raylet, agents, controller, proxy, replicas), not the driver that started them
         out["memory"] = memory_of([c.pid for c in psutil.Process(proc.pid).children(recursive=True)])
@@ -378,6 +382,9 @@ def report(results: dict) -> str:
                 top = ", ".join(f"{k} {ms}" for k, ms in list(cpu.items())[:6])
                 lines.append(f"- {model} / {layout} / {name}: total {sum(cpu.values()):.2f} — {top}")
                 for label, prof in r["closed"].get(32, {}).get("profile", {}).items():
+                    if "error" in prof or not prof["samples"]:
+                        lines.append(f"  - py-spy {label}: no samples ({prof.get('error', 'empty')})")
+                        continue
                     frames = ", ".join(
                         f"{f} {share:.0%}" for f, share in prof["top_inclusive_of_busy"].items()
                     )
