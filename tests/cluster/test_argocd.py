@@ -4,6 +4,7 @@ import importlib.util
 
 import lupa.lua51
 import pytest
+from ansible.errors import AnsibleFilterError
 
 from tests.cluster.rendering import ROOT, load_documents
 from tests.cluster.validation import InvalidManifest, validate
@@ -99,13 +100,38 @@ def test_application_health_check_passes_the_child_health_up():
     assert health("application_health.lua", {})[0] == "Progressing"
 
 
-def load_filter():
-    spec = importlib.util.spec_from_file_location(
-        "argocd_bcrypt", ROOT / "roles/argocd/filter_plugins/argocd_bcrypt.py"
-    )
+def load_filter(name="argocd_bcrypt"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"roles/argocd/filter_plugins/{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_manifest_filter_namespaces_only_namespaced_objects_and_states_default_protocols():
+    from tests.cluster.upstream import documents, pins
+
+    f = load_filter("argocd_manifest")
+    upstream = documents(pins()[0])
+    out = f.argocd_manifest([None, *upstream], "argocd")
+    assert len(out) == len(upstream)
+    for before, after in zip(upstream, out, strict=True):
+        scoped = before["kind"] in {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+        assert after["metadata"].get("namespace") == (None if scoped else "argocd"), before["kind"]
+        for port in f._ports(after):
+            assert port["protocol"] in ("TCP", "UDP", "SCTP")
+    # nothing else moved: with the two additions taken out again, every object is upstream's
+    for doc in out:
+        if doc["kind"] not in f.CLUSTER_SCOPED:
+            del doc["metadata"]["namespace"]
+    assert sum(p.get("protocol") is None for d in upstream for p in f._ports(d)) > 0  # the case exists
+    stated = {id(p) for d in upstream for p in f._ports(d) if "protocol" in p}
+    for doc, orig in zip(out, upstream, strict=True):
+        for port, orig_port in zip(f._ports(doc), f._ports(orig), strict=True):
+            if id(orig_port) not in stated:
+                assert port.pop("protocol") == "TCP"
+    assert out == upstream
+    with pytest.raises(AnsibleFilterError, match="not a Kubernetes object"):
+        f.argocd_manifest(["just text"], "argocd")
 
 
 def test_password_filter_hashes_like_argocd_and_recognises_its_hash():
