@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from tests.fake_chameleon import FakeChameleon, FakeConfig
-from tests.fake_chameleon.testing import SECRET_APP_SECRET, SECRET_OIDC, SECRET_PASSWORD, free_port, spec_dict
+from tests.fake_chameleon.testing import SECRET_APP_SECRET, SECRET_OIDC, SECRET_PASSWORD, spec_dict
+from tests.ports import free_port
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 from tests.fake_chameleon.server import FakeChameleon
 
 # Recognisable credentials: tests grep every output for them.
@@ -11,12 +9,6 @@ SECRET_PASSWORD = "pw-LEAKCHECK-7f3a9c"
 SECRET_APP_SECRET = "appsecret-LEAKCHECK-52b1"
 SECRET_OIDC = "oidc-LEAKCHECK-e81d"
 SECRETS = (SECRET_PASSWORD, SECRET_APP_SECRET, SECRET_OIDC)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spec_dict(fake: FakeChameleon, **overrides) -> dict:

@@ -13,7 +13,8 @@ from serving import metric_names as names
 from serving.config import Tuning
 from serving.feedback_store import open_store
 from serving.tokens import ensure_key_file
-from tests.serving.live import ROOT, Service, free_port
+from tests.ports import free_port
+from tests.serving.live import ROOT, Service
 from tests.trained_registry import build_registry
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -25,8 +25,8 @@ import httpx
 import pytest
 import yaml
 
+from tests.ports import free_port
 from tests.s3_server import WEED, create_bucket, server_args, write_identity
-from tests.serving.live import free_port
 from tests.trained_registry import build_registry
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

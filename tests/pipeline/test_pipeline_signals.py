@@ -4,7 +4,6 @@ the drift rule over series a real exporter serves, and `pipeline decide --promet
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 
@@ -16,18 +15,13 @@ import monitoring.generate as monitoring
 from pipeline import signals
 from pipeline.cli import main
 from serving import metric_names as m
+from tests.ports import free_port
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 COMMIT = "c" * 40
 # Ten ink bins: the reference is uniform; live traffic puts twice its share in the first five bins' half.
 REFERENCE = [0.1] * 10
 LIVE = [150] * 5 + [50] * 5  # 1000 images, TVD 0.5 * sum |0.15-0.1|*5 + |0.05-0.1|*5 = 0.25
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(url: str, expr: str, series: int, log) -> None:

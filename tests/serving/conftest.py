@@ -5,7 +5,8 @@ import os
 import pytest
 
 from serving.tokens import ensure_key_file
-from tests.serving.live import ROOT, Service, free_port
+from tests.ports import free_port
+from tests.serving.live import ROOT, Service
 from tests.trained_registry import build_registry
 
 

@@ -1,7 +1,6 @@
 """A live local Ray Serve deployment of the generated config, as the integration tests see it."""
 
 import os
-import socket
 import time
 
 import httpx
@@ -11,12 +10,6 @@ from serving.config import build_serve_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENVIRONMENTS = ["canary", "production"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Service:

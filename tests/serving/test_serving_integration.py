@@ -23,8 +23,8 @@ from serving import metric_names as names
 from serving.loadgen import ClientMetrics, LoadGenerator
 from serving.predictor import Predictor
 from serving.tokens import TokenSigner
+from tests.ports import free_port
 from tests.security.test_local_ports import is_loopback, listeners
-from tests.serving.live import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.quiet]
 
