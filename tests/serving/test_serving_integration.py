@@ -24,7 +24,7 @@ from serving.loadgen import ClientMetrics, LoadGenerator
 from serving.predictor import Predictor
 from serving.tokens import TokenSigner
 from tests.ports import free_port
-from tests.security.test_local_ports import is_loopback, listeners
+from tests.security.test_local_ports import listeners, not_loopback
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.quiet]
 
@@ -40,9 +40,8 @@ def test_in_process_ray_listens_on_loopback_only(service):
     dashboard_port = int(service.dashboard.rsplit(":", 1)[1])
     # Serve's proxy, Ray's metrics agent and the dashboard are among them: the right processes were listed.
     assert {service.http_port, service.metrics_port, dashboard_port} <= ports, found
-    public = [(ip, port, who) for ip, port, who in found if not is_loopback(ip)]
-    replica_grpc = [x for x in public if x[0] == "::" and x[2].startswith("ray::ServeReplica:")]
-    assert sorted(set(public) - set(replica_grpc)) == [], f"listeners on non-loopback addresses: {public}"
+    public, replica_grpc = not_loopback(found)
+    assert public == [], f"listeners on non-loopback addresses: {public}"
     replicas = list(service.replica_pids())
     assert len(replica_grpc) == len(replicas), (replica_grpc, replicas)
 
