@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule scenarios to run (default: every role that has one), e.g. `make molecule ROLES="base firewall"`.
 ROLES ?= $(sort $(patsubst roles/%/molecule/default/molecule.yml,%,$(wildcard roles/*/molecule/default/molecule.yml)))
 
-.PHONY: install help venv molecule-host kube-apiserver image image-push postgres-host prometheus-host lint pytest pytest-shared \
+.PHONY: install help venv molecule-host kube-apiserver image image-push servers-host lint pytest pytest-shared \
 	pytest-quiet molecule test demo bench clean
 
 install: venv
@@ -45,13 +45,9 @@ image: venv molecule-host
 image-push: venv molecule-host
 	@tools/image-push.sh "$(IMAGE_REGISTRY)" $(PUSH_OPTS)
 
-# Debian's PostgreSQL server, for the feedback-store tests (they start their own throwaway servers).
-postgres-host:
-	@tools/postgres-host.sh
-
-# Debian's Prometheus: promtool for the rule and query tests (the local platform installs the same package).
-prometheus-host:
-	@tools/prometheus-host.sh
+# Debian's PostgreSQL and Prometheus (with promtool), for the tests that start their own throwaway servers.
+servers-host:
+	@tools/servers-host.sh
 
 lint: venv
 	ruff check .
@@ -61,11 +57,11 @@ lint: venv
 	actionlint .github/workflows/*.yml
 	python tools/secret_scan.py
 
-pytest: venv kube-apiserver postgres-host prometheus-host
+pytest: venv kube-apiserver servers-host
 	python -m pytest
 
 # The tests that judge live latency (marker `quiet`) and the rest, for `make test`.
-pytest-shared: venv kube-apiserver postgres-host prometheus-host
+pytest-shared: venv kube-apiserver servers-host
 	python -m pytest -m "not quiet"
 
 pytest-quiet: venv
@@ -79,7 +75,7 @@ molecule: venv molecule-host
 # runs even when an earlier one failed, so one run reports every failure. The two parallel parts print as they
 # go (interleaved), since make's output sync would hold each part's output until it ends. The API server's cold
 # build (~7 min of compiling) is pytest-shared's own prerequisite, so it overlaps Molecule's package installs.
-test: lint molecule-host image postgres-host prometheus-host
+test: lint molecule-host image servers-host
 	@status=0; \
 	$(MAKE) --no-print-directory -k -j2 pytest-shared molecule || status=1; \
 	$(MAKE) --no-print-directory pytest-quiet || status=1; \

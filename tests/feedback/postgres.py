@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server on 127.0.0.1 from Debian's package (tools/postgres-host.sh installs it)."""
+"""A throwaway PostgreSQL server on 127.0.0.1 from Debian's package (tools/servers-host.sh installs it)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.ports import free_port
 def _bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     if not found:
-        raise RuntimeError(f"no PostgreSQL {name}: run tools/postgres-host.sh (Debian's postgresql)")
+        raise RuntimeError(f"no PostgreSQL {name}: run tools/servers-host.sh (Debian's postgresql)")
     return found[-1]
 
 
