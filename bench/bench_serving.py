@@ -330,13 +330,13 @@ def bench_layout(layout, registry, version, bodies, body, env, key_file, plain, 
         ray_pids = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
         targets = {"plain": plain["url"], f"chiops-{layout}": url}
         pids = {"plain": [plain["pid"]], f"chiops-{layout}": ray_pids}
-        profile = None
-        if args.py_spy:
-            profile = {"py_spy": args.py_spy, "dir": Path(tempfile.mkdtemp(prefix=f"bench-py-spy-{layout}-"))}
-        out = {
-            "cold_start_s": cold,
-            "targets": measure(targets, pids, bodies, args.duration, args.concurrency, profile),
-        }
+        # py-spy's raw profiles are summarised into the results, then removed with their directory
+        with tempfile.TemporaryDirectory(prefix=f"bench-py-spy-{layout}-") as spy_dir:
+            profile = {"py_spy": args.py_spy, "dir": Path(spy_dir)} if args.py_spy else None
+            out = {
+                "cold_start_s": cold,
+                "targets": measure(targets, pids, bodies, args.duration, args.concurrency, profile),
+            }
         # Ray's processes (GCS, raylet, agents, controller, proxy, replicas), not the driver that started them
         out["memory"] = memory_of([c.pid for c in psutil.Process(proc.pid).children(recursive=True)])
         out["memory"]["driver"] = memory_of([proc.pid])
