@@ -17,8 +17,15 @@ mirror=${CHIOPS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 log() { printf '[molecule-host] %s\n' "$*"; }
 fail() { printf 'molecule-host: %s\n' "$*" >&2; exit 1; }
 step="checking the host"
+# The image a build step is creating: an interrupted run removes it, since a build whose layers were all cached
+# can tag the image before the signal reaches podman, and the next run would then take it as checked.
+building=""
+interrupted() {
+  [ -z "$building" ] || podman image rm --force "$building" >/dev/null 2>&1 || true
+  fail "interrupted while $step; nothing after it is ready"
+}
 # podman build can exit 0 when it is interrupted: a signal stops this script with the step it was in.
-trap 'fail "interrupted while $step; nothing after it is ready"' TERM INT HUP
+trap interrupted TERM INT HUP
 
 need_pkgs=()
 for cmd in podman:podman runc:runc debootstrap:debootstrap; do
@@ -82,10 +89,12 @@ fi
 if ! podman image exists "$systemd_image"; then
   step="building $systemd_image"
   log "building $systemd_image (about 20 s)"
+  building=$systemd_image
   podman build --quiet --force-rm --tag "$systemd_image" \
     --file "$images_dir/Containerfile.systemd" "$images_dir" >/dev/null \
     || fail "podman build of $systemd_image failed"
   podman image exists "$systemd_image" || fail "podman build exited 0 but $systemd_image does not exist"
+  building=""
 fi
 # roles/trainer's scenario installs torch's CPU wheel from a host directory: this machine's, else one downloaded
 # once from PyTorch's CPU index into the cache (a hosted CI runner). molecule-all.sh passes the directories on.
