@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+from serving.serve_api import ServeAPI, ServeAPIError
 
 # Ray is imported by the functions, so that this module can set up the environment before Ray reads it.
 # Ray reads this once, when it is imported: "0" keeps a loopback node address loopback (Ray's switch for
@@ -46,11 +46,9 @@ def _use_own_token() -> None:
     os.environ[TOKEN_PATH_ENV] = str(path)
 
 
-def _auth_headers() -> dict[str, str]:
+def _token_file() -> str | None:
     path = os.environ.get(TOKEN_PATH_ENV)
-    if os.environ.get(AUTH_MODE_ENV) != "token" or not path:
-        return {}
-    return {"Authorization": f"Bearer {Path(path).read_text().strip()}"}
+    return path if os.environ.get(AUTH_MODE_ENV) == "token" and path else None
 
 
 def init_local_ray(attempts: int = 5, **options):
@@ -98,11 +96,10 @@ def deploy(config: dict, dashboard: str, timeout_s: float = 60.0) -> None:
     from ray.serve.schema import ServeDeploySchema
 
     ServeDeploySchema.model_validate(config)
-    response = httpx.put(
-        f"{dashboard}/api/serve/applications/", json=config, headers=_auth_headers(), timeout=timeout_s
-    )
-    if response.status_code != 200:
-        raise RuntimeError(f"Serve refused the config ({response.status_code}): {response.text[-800:]}")
+    try:
+        ServeAPI(dashboard, _token_file(), timeout_s).deploy(config)
+    except ServeAPIError as exc:
+        raise RuntimeError(f"Serve refused the config: {exc}") from None
 
 
 def wait_running(app_names, timeout_s: float = 240.0, progress=print) -> None:

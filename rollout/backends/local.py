@@ -1,12 +1,13 @@
 """The local backend: Ray Serve on this machine (one app per environment plus the public router).
 
-Every change is one whole multi-application config (serving.config.build_serve_config) applied with
-`serve deploy` through Ray's dashboard, which token authentication guards. What is deployed is read back from
-Ray itself (`serve config`), so the backend keeps no state of its own that a killed controller could lose.
+Every change is one whole multi-application config (serving.config.build_serve_config) applied through
+Serve's REST API on Ray's dashboard (what `serve deploy` sends), which token authentication guards. What is
+deployed is read back from Ray itself (what `serve config` prints), so the backend keeps no state of its own
+that a killed controller could lose.
 
 Settings (inventory variables, inventories/local/group_vars/all/rollout.yml):
   chiops_registry, chiops_run_dir, local_ray_dashboard_port, local_serve_http_port, local_ray_token_file,
-  prometheus_listen_address, chiops_python (the venv whose `serve` runs), local_serve_replicas (1)
+  prometheus_listen_address, local_serve_replicas (1)
 
 `python -m rollout.backends.local --settings FILE --version production=v1 [--version canary=v2 --weight 0.1]`
 applies a set of versions directly (playbooks/serve.yml, local_platform.yml).
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ import httpx
 import yaml
 
 from rollout.backend import BackendError, Change, Progress
+from serving.serve_api import ServeAPI, ServeAPIError
 
 PUBLIC = "public"
 ENVIRONMENTS = ("staging", "canary", "production")
@@ -47,36 +47,22 @@ class LocalBackend:
             self.prometheus = f"http://{settings['prometheus_listen_address']}"
         except KeyError as exc:
             raise BackendError(f"local backend setting {exc} missing") from None
-        python = Path(settings.get("chiops_python") or sys.executable)
-        self.serve_cli = str(python.parent / "serve")
+        self.api = ServeAPI(self.dashboard, self.token_file, timeout_s=120)
         self.replicas = int(settings.get("local_serve_replicas", 1))
         self.sleep = time.sleep
 
     # ---- Ray ---------------------------------------------------------------------------------------
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": self.token_file})
-        return env
-
-    def _serve(self, *args: str, timeout: float = 120) -> str:
+    def _applications(self) -> dict[str, dict]:
         try:
-            proc = subprocess.run(
-                [self.serve_cli, *args, "--address", self.dashboard],
-                env=self._env(),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BackendError(f"serve {args[0]} against {self.dashboard}: {exc}") from None
-        if proc.returncode != 0:
-            raise BackendError(f"serve {args[0]} failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
-        return proc.stdout
+            return self.api.applications()
+        except ServeAPIError as exc:
+            raise BackendError(str(exc)) from None
 
     def deployed(self) -> tuple[dict[str, str], float]:
         """(environment → version, canary weight) of the config Ray runs now."""
         versions, weight = {}, 0.0
-        for doc in yaml.safe_load_all(self._serve("config")):
+        for app in self._applications().values():
+            doc = app.get("deployed_app_config")
             if not isinstance(doc, dict) or "name" not in doc:
                 continue
             if doc["name"] in ENVIRONMENTS:
@@ -92,7 +78,10 @@ class LocalBackend:
         from serving.tokens import ensure_key_file
 
         if not versions:
-            self._serve("shutdown", "--yes")
+            try:
+                self.api.shutdown()
+            except ServeAPIError as exc:
+                raise BackendError(str(exc)) from None
             return Change("local: every Serve app removed")
         key_file = self.run_dir / "token.key"
         ensure_key_file(str(key_file))
@@ -112,7 +101,10 @@ class LocalBackend:
         path = self.run_dir / "serve.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self._serve("deploy", str(path))
+        try:
+            self.api.deploy(config)
+        except ServeAPIError as exc:
+            raise BackendError(f"Serve refused {path}: {exc}") from None
         listed = ", ".join(f"{e}={v}" for e, v in versions.items())
         return Change(f"local: serve deploy {listed}, canary weight {weight:g}")
 
@@ -123,8 +115,7 @@ class LocalBackend:
         deadline = time.monotonic() + timeout_s
         last = ""
         while True:
-            status = yaml.safe_load(self._serve("status")) or {}
-            apps = status.get("applications") or {}
+            apps = self._applications()
             states = {name: app.get("status") for name, app in apps.items()}
             failed = {n: s for n, s in states.items() if s in ("DEPLOY_FAILED", "UNHEALTHY")}
             if failed:

@@ -22,6 +22,7 @@ from chi_scripts.metrics import write_lease_metric
 from model_registry import Registry
 from monitoring import generate as monitoring
 from rollout import gates, measure
+from rollout.backends.local import LocalBackend
 from rollout.prometheus import Prometheus
 from serving.loadgen import ClientMetrics, LoadGenerator
 from serving.metric_names import (
@@ -132,13 +133,14 @@ def prom(platform):
 
 
 def canary(platform, version: str) -> float:
-    """Start `version` as the engine does (rollout/engine.py): served at weight 0 until /canary/version
-    answers, which also opens its ingress's path to its model, and only then given a share of the route."""
-    for weight in (0.0, WEIGHT):
-        run_playbook(
-            "serve.yml",
-            {**platform, "serve_versions": {"production": "v1", "canary": version}, "serve_weight": weight},
-        )
+    """Start `version` as the engine does (rollout/engine.py, through the same backend): served at weight 0
+    until /canary/version answers, which also opens its ingress's path to its model, and only then given a
+    share of the route."""
+    backend = LocalBackend(platform)
+    backend.deploy("canary", version)
+    backend.wait_serving("canary", version, 600, print)
+    backend.set_split("v1", version, WEIGHT)
+    backend.wait_split(WEIGHT, 600, print)
     return time.time()
 
 
