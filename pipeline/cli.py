@@ -1,4 +1,5 @@
-"""Command line: ``chiops pipeline decide`` (also ``python -m pipeline decide``): retrain or not, and why.
+"""Command line: ``chiops pipeline decide|run`` (also ``python -m pipeline …``): retrain or not and why; or
+decide and run the whole chain (pipeline/run.py).
 
     python -m pipeline decide --new-labels 250 --drift 0.31 --code-commit "$(git rev-parse HEAD)" \
         --trained-commit abc123 --last-training 2026-12-01T08:00:00Z --inventory inventories/production
@@ -124,6 +125,50 @@ def cmd_decide(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from pipeline.history import HistoryError
+    from pipeline.run import Request, RunError, run
+
+    try:
+        request = Request(
+            settings=args.settings,
+            config=args.config,
+            feedback_store=args.feedback_store,
+            code_commit=args.code_commit,
+            prometheus=args.prometheus,
+            policy=_policy(args.policy),
+            inventory=args.inventory,
+            extend=args.extend,
+            state_dir=Path(args.state_dir) if args.state_dir else None,
+            params=tuple(args.param),
+        )
+        if not Path(args.config).is_file():
+            raise ValueError(f"no training config {args.config}")
+    except (ValueError, TypeError) as exc:
+        print(f"pipeline run: {exc}", file=sys.stderr)
+        return 2
+    from chi_scripts.errors import CloudError, SpecError
+    from rollout.cli import UsageError
+
+    try:
+        report = run(request, progress=lambda line: print(line, flush=True))
+    except (UsageError, SpecError) as exc:
+        print(f"pipeline run: {exc}", file=sys.stderr)
+        return 2
+    except (RunError, HistoryError, CloudError) as exc:
+        print(f"pipeline run: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    if report["outcome"] in ("skipped", "promoted", "staged"):
+        return 0
+    print(
+        f"pipeline run: {report['outcome']}: {report.get('error') or report['decision']['reasons'][-1]}",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def register(subparsers) -> None:
     group = subparsers.add_parser("pipeline", help="continuous training: when to retrain")
     leaves = group.add_subparsers(dest="pipeline_command", required=True)
@@ -146,6 +191,24 @@ def register(subparsers) -> None:
     p.add_argument("--extend", action="store_true", help="extend the lease when the decision needs it")
     p.add_argument("--json", action="store_true", help="print the whole decision as JSON")
     p.set_defaults(func=cmd_decide)
+
+    p = leaves.add_parser(
+        "run", help="decide, then snapshot → train → register → roll out through the gates; write a report"
+    )
+    p.add_argument("--settings", required=True, help="the rollout's settings file (playbooks/pipeline.yml)")
+    p.add_argument("--config", required=True, help="training config to retrain from (training/configs/…)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="training override")
+    p.add_argument("--feedback-store", required=True, help="sqlite:///… or postgresql://…")
+    p.add_argument("--prometheus", help="read the drift rule here (omit: drift not measured)")
+    p.add_argument("--code-commit", required=True, help="commit of the training code and configs now")
+    p.add_argument("--policy", help="YAML mapping of Policy fields (docs/pipeline.md)")
+    p.add_argument("--inventory", help="the run must fit in this inventory's Chameleon lease")
+    p.add_argument("--extend", action="store_true", help="extend the lease when the decision needs it")
+    p.add_argument(
+        "--state-dir", help="runs.jsonl and each run's directory (default: <rollout state>/pipeline)"
+    )
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.set_defaults(func=cmd_run)
 
 
 def main(argv: list[str] | None = None) -> int:

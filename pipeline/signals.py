@@ -34,11 +34,11 @@ def feedback_cutoff(card: dict[str, Any]) -> float:
 
 def new_labels(store_url: str, card: dict[str, Any]) -> int:
     """Labelled feedback the store received after the newest feedback the card's model was trained on."""
-    from serving.feedback_store import StoreUnavailable, open_store
+    from serving.feedback_store import StoreUnavailable, live_records, open_store
 
     cutoff = feedback_cutoff(card)
     try:
-        return sum(1 for r in open_store(store_url).records() if r.received_at > cutoff)
+        return sum(1 for r in live_records(open_store(store_url)) if r.received_at > cutoff)
     except (StoreUnavailable, ValueError) as exc:
         raise SignalError(f"cannot read the feedback store: {exc}") from None
 

@@ -402,12 +402,41 @@ def class_shift_gate(candidate: Side, stable: Side, t: Thresholds) -> GateResult
     measured = {"tvd": _r(tvd), "chi2": _r(statistic, 2), "dof": dof, "p_value": _r(p_value, 6)}
     # A shift must be both statistically real and large enough to matter.
     shifted = p_value < t.class_shift_alpha and tvd > t.max_class_shift_tvd
+    if not shifted:
+        reason = f"TVD {tvd:.3f} (p={p_value:.2g}): no significant shift larger than {t.max_class_shift_tvd}"
+        return GateResult("class_shift", "pass", measured, threshold, reason)
     reason = (
         f"predicted-class distribution moved by TVD {tvd:.3f} > {t.max_class_shift_tvd} (p={p_value:.2g})"
-        if shifted
-        else f"TVD {tvd:.3f} (p={p_value:.2g}): no significant shift larger than {t.max_class_shift_tvd}"
     )
-    return GateResult("class_shift", "fail" if shifted else "pass", measured, threshold, reason)
+    better = _shown_more_accurate(candidate, stable, t)
+    if better is None:
+        return GateResult("class_shift", "fail", measured, threshold, reason)
+    # Where stable is wrong (inputs it never learned), a candidate that is right predicts other classes: the
+    # shift is stable's errors corrected, which the labels show, not a collapse.
+    measured["misclassification_ratio_upper_bound"] = _r(better, 3)
+    return GateResult(
+        "class_shift",
+        "pass",
+        measured,
+        threshold,
+        f"{reason}, and the labelled feedback shows the candidate more accurate (misclassifications at most "
+        f"{better:.2f}x stable's): it corrects stable's errors",
+    )
+
+
+def _shown_more_accurate(candidate: Side, stable: Side, t: Thresholds) -> float | None:
+    """The bound (at alpha_reject: it overrules a fail) on the candidate's misclassification rate as a
+    multiple of stable's, when that bound is below 1; None when the feedback does not show that."""
+    if min(candidate.feedback, stable.feedback) < t.min_feedback:
+        return None
+    _, upper = stats.rate_ratio_bounds(
+        candidate.misclassified,
+        candidate.feedback,
+        stable.misclassified,
+        stable.feedback,
+        stats.z_for(t.alpha_reject),
+    )
+    return upper if upper < 1 else None
 
 
 GATES = (error_rate_gate, latency_gate, accuracy_gate, class_shift_gate)

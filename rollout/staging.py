@@ -29,7 +29,7 @@ def _check(name: str, passed: bool, measured: dict, threshold: dict, reason: str
     return {"name": name, "passed": passed, "measured": measured, "threshold": threshold, "reason": reason}
 
 
-def smoke(client: httpx.Client, url: str, model_version: str, image: list) -> dict[str, Any]:
+def smoke(client: httpx.Client, url: str, model_version: str, image: list, label: int) -> dict[str, Any]:
     problems = []
     health = client.get(f"{url}/healthz")
     if health.status_code != 200 or health.json().get("model_version") != model_version:
@@ -47,7 +47,10 @@ def smoke(client: httpx.Client, url: str, model_version: str, image: list) -> di
     if not 400 <= bad.status_code < 500:
         problems.append(f"/predict with a malformed body answered {bad.status_code}, expected a 4xx")
     if prediction_id is not None:
-        feedback = client.post(f"{url}/feedback", json={"prediction_id": prediction_id, "label": 0})
+        # with the image, as a service that keeps feedback requires (a staging record never becomes data)
+        feedback = client.post(
+            f"{url}/feedback", json={"prediction_id": prediction_id, "label": label, "image": image}
+        )
         if feedback.status_code != 200:
             problems.append(f"/feedback answered {feedback.status_code} {feedback.text[:120]}")
     return _check(
@@ -270,7 +273,7 @@ def run(
     champion = reg.alias_target("production")
     url = url.rstrip("/")
     with httpx.Client(timeout=30) as client:
-        checks = [smoke(client, url, model_version, images[0].tolist())]
+        checks = [smoke(client, url, model_version, images[0].tolist(), int(labels[0]))]
         if checks[0]["passed"]:
             checks.append(
                 offline_eval(client, url, images, labels, card_accuracy, min_accuracy, card_tolerance)

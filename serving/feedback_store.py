@@ -196,6 +196,16 @@ def _feedback(row) -> Feedback:
     return Feedback(str(pid), bytes(image), int(cls), int(label), env, version, predicted_at, received_at)
 
 
+# Environments whose feedback is live traffic. Staging only ever sees the rollout's own checks, which send the
+# candidate's test images: kept as training data they would be leakage (and the same test images again).
+LIVE_ENVIRONMENTS = ("production", "canary")
+
+
+def live_records(store) -> list[Feedback]:
+    """The store's records from live traffic: the only ones that become data or count as new labels."""
+    return [r for r in store.records() if r.environment in LIVE_ENVIRONMENTS]
+
+
 def open_store(url: str | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> SQLiteStore | PostgresStore | None:
     """The store a URL names (None or "" → no store). Connects lazily: a replica starts while the store is
     down."""

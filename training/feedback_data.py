@@ -41,15 +41,16 @@ class Snapshot:
 
 
 def snapshot(store_url: str) -> Snapshot:
-    """Every record of the store, in prediction-id order, so the same records always give the same hash."""
-    from serving.feedback_store import StoreUnavailable, open_store
+    """Every live record of the store (serving.feedback_store.live_records), in prediction-id order, so the
+    same records always give the same hash."""
+    from serving.feedback_store import StoreUnavailable, live_records, open_store
 
     try:
-        records = open_store(store_url).records()
+        records = live_records(open_store(store_url))
     except (StoreUnavailable, ValueError) as exc:
         raise DataError(f"cannot read the feedback store: {exc}") from None
     if not records:
-        raise DataError(f"the feedback store {store_url} holds no feedback yet")
+        raise DataError(f"the feedback store {store_url} holds no live feedback yet")
     images = np.stack([r.pixels() for r in records]).astype(np.float64)
     labels = np.array([r.label for r in records], dtype=np.float64)
     sha = content_hash(images, labels)

@@ -7,7 +7,7 @@ that a killed controller could lose.
 
 Settings (inventory variables, inventories/local/group_vars/all/rollout.yml):
   chiops_registry, chiops_run_dir, local_ray_dashboard_port, local_serve_http_port, local_ray_token_file,
-  prometheus_listen_address, local_serve_replicas (1)
+  prometheus_listen_address, local_serve_replicas (1), chiops_feedback_store (none: feedback is only counted)
 
 `python -m rollout.backends.local --settings FILE --version production=v1 [--version canary=v2 --weight 0.1]`
 applies a set of versions directly (playbooks/serve.yml, local_platform.yml).
@@ -49,6 +49,7 @@ class LocalBackend:
             raise BackendError(f"local backend setting {exc} missing") from None
         self.api = ServeAPI(self.dashboard, self.token_file, timeout_s=120)
         self.replicas = int(settings.get("local_serve_replicas", 1))
+        self.feedback_store = settings.get("chiops_feedback_store") or None
         self.sleep = time.sleep
 
     # ---- Ray ---------------------------------------------------------------------------------------
@@ -93,7 +94,11 @@ class LocalBackend:
                 canary_weight=weight if "canary" in versions else 0.0,
                 http_port=self.http_port,
                 token_key_file=str(key_file),
-                tuning=Tuning(ingress_replicas=self.replicas, classifier_replicas=self.replicas),
+                tuning=Tuning(
+                    ingress_replicas=self.replicas,
+                    classifier_replicas=self.replicas,
+                    feedback_store=self.feedback_store,
+                ),
             )
             validate(config)
         except Exception as exc:

@@ -4,6 +4,7 @@ versions."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +81,15 @@ def test_snapshot_is_a_reproducible_data_version(store_url, tmp_path):
 
 
 def test_an_empty_or_unreachable_store_is_refused(tmp_path):
-    with pytest.raises(DataError, match="no feedback"):
+    with pytest.raises(DataError, match="no live feedback"):
         snapshot(f"sqlite:///{tmp_path}/empty.db")
+    # staging's records are the rollout's own checks on test images, never data
+    staging = f"sqlite:///{tmp_path}/staging.db"
+    images, labels = shifted_digits(3)
+    for i, (im, lb) in enumerate(zip(images, labels, strict=True)):
+        assert open_store(staging).add(dataclasses.replace(record(i, im, int(lb)), environment="staging"))
+    with pytest.raises(DataError, match="no live feedback"):
+        snapshot(staging)
     with pytest.raises(DataError, match="cannot read"):
         snapshot(f"sqlite:///{tmp_path}/missing-dir/x.db")
     assert snapshot_main(["--store", f"sqlite:///{tmp_path}/empty.db", "--out", str(tmp_path)]) == 1

@@ -203,6 +203,19 @@ def test_class_shift_gate_edges(label, counts, verdict):
     assert result.verdict == verdict, result.reason
 
 
+def test_a_class_shift_the_labels_show_to_be_corrections_passes():
+    """Stable misreads inputs it never learned; a candidate that reads them right predicts other classes."""
+    moved = {"1": 600, "7": 200}
+    stable_wrong = stable(correct=round(0.70 * 14400))
+    corrected = gates.class_shift_gate(side(predictions=moved, correct=1580), stable_wrong, T)
+    assert corrected.verdict == "pass" and "corrects stable's errors" in corrected.reason
+    assert corrected.measured["misclassification_ratio_upper_bound"] < 1
+    # the same shift with no better accuracy (or too little feedback to show it) still fails
+    assert gates.class_shift_gate(side(predictions=moved), stable(), T).verdict == "fail"
+    few = gates.class_shift_gate(side(predictions=moved, feedback=50, correct=50), stable_wrong, T)
+    assert few.verdict == "fail"
+
+
 @pytest.mark.parametrize(
     ("verdicts", "combined"),
     [

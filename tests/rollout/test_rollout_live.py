@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+import yaml
 from prometheus_client import start_http_server
 
 from model_registry import Registry
@@ -76,9 +78,18 @@ def platform(tmp_path_factory):
         run_playbook("local_down.yml", extra, check=False)
 
 
+def shifted(images: np.ndarray, pixels: int = 1) -> np.ndarray:
+    """The digits moved `pixels` to the right (zeros come in on the left): forms the models never saw, so
+    their feedback is new data and no copy of a test image (which validation would reject as leakage)."""
+    out = np.zeros_like(images)
+    out[..., pixels:] = images[..., :-pixels]
+    return out
+
+
 @pytest.fixture(scope="module")
 def traffic(platform):
     images, labels = Registry(platform["chiops_registry"]).test_split("v1")
+    images = shifted(images)
     metrics = ClientMetrics()
     server, _ = start_http_server(
         platform["local_loadgen_metrics_port"], addr="127.0.0.1", registry=metrics.registry
@@ -207,6 +218,52 @@ def test_rollback_to_the_first_version_and_the_ledger(platform, traffic):
     # v3: 0.3 (killed), abort 0.0; rollback --to 0.0
     assert weights == [0.3, 0.6, 1.0, 0.0, 0.3, 0.0, 0.0]
     assert entries[-1]["event"] == "rollback_to" and entries[-1]["changes"]["target"] == "v1"
+
+
+def pipeline_run(platform, policy: Path, commit: str) -> subprocess.CompletedProcess:
+    settings = f"{platform['rollout_state_dir']}/settings.json"
+    store = json.loads(Path(settings).read_text())["backend_settings"]["chiops_feedback_store"]
+    argv = [sys.executable, "-m", "pipeline", "run", "--settings", settings]
+    argv += ["--config", "training/configs/digits.yaml", "--param", "train.epochs=8"]
+    argv += ["--param", "data.duplicates=drop", "--feedback-store", store]
+    argv += ["--prometheus", f"http://{platform['prometheus_listen_address']}", "--code-commit", commit]
+    argv += ["--policy", str(policy)]
+    return subprocess.run(argv, cwd=ROOT, env=playbook_env(), capture_output=True, text=True, timeout=900)
+
+
+def test_pipeline_run_retrains_on_live_feedback_and_rolls_out(platform, traffic, tmp_path):
+    """`pipeline run` on the feedback the platform's service kept: the labels of the shifted traffic are new
+    data, the version trained on reference + feedback goes through staging and the canary gates to production,
+    and the next run is held by the cooldown the first run's record imposes."""
+    registry = Registry(platform["chiops_registry"])
+    stable = aliases.read(platform["chiops_registry"])["aliases"]["production"]
+    commit = registry.card(stable).get("git_commit") or "unknown"
+    policy = tmp_path / "policy.yml"
+    policy.write_text(yaml.safe_dump({"min_new_labels": 100, "schedule_s": None}))
+
+    first = pipeline_run(platform, policy, commit)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    runs = Path(platform["rollout_state_dir"]) / "pipeline"
+    report = json.loads(next(runs.glob("*/report.json")).read_text())
+    assert report["outcome"] == "promoted", report
+    assert "new_data" in report["decision"]["triggers"]
+    version = report["version"]
+    assert aliases.read(platform["chiops_registry"])["aliases"]["production"] == version
+    assert public(platform)["stable"]["model_version"] == version
+    # the model card records the feedback snapshot it was trained on
+    data = {v["kind"]: v for v in registry.card(version)["data"]["versions"]}
+    assert data["feedback"]["records"] >= 100
+    assert Path(report["feedback_data"]).name == f"feedback-{data['feedback']['sha256'][:16]}.npz"
+    assert report["models"]["production"]["version"] == stable
+    assert (
+        f"| candidate | {version} |" in (Path(report["feedback_data"]).parents[1] / "report.md").read_text()
+    )
+
+    second = pipeline_run(platform, policy, commit)
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
+    assert "pipeline: skipped" in second.stdout and "cooldown" in second.stdout, second.stdout
+    records = [json.loads(line) for line in (runs / "runs.jsonl").read_text().splitlines()]
+    assert [(r["outcome"], r["trained"]) for r in records] == [("promoted", True), ("skipped", False)]
 
 
 def test_no_client_request_failed(platform, traffic):
