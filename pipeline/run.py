@@ -194,12 +194,14 @@ def _compare(registry: str, production: dict[str, Any], version: str | None) -> 
 
 def run(req: Request, progress: Progress = print, clock: Callable[[], float] = time.time) -> dict[str, Any]:
     """One pipeline run; returns its report (also written as report.json and report.md in its directory)."""
-    from rollout.cli import read_settings
+    from rollout.cli import UsageError, read_settings
 
     # the steps run in the repository; paths the user gave are relative to where they are
     req = dataclasses.replace(req, settings=os.path.abspath(req.settings), config=os.path.abspath(req.config))
     settings = read_settings(req.settings)
     registry = settings["registry"]
+    if not (req.state_dir or settings.get("state_dir")):
+        raise UsageError(f"settings {req.settings} name no state_dir: give --state-dir")
     state_dir = Path(req.state_dir or Path(settings["state_dir"]) / "pipeline").resolve()
     lock = _lock(state_dir)
     try:

@@ -107,6 +107,17 @@ def test_bad_input_is_exit_2(setup, capsys, change, message):
     assert message in capsys.readouterr().err
 
 
+def test_settings_without_a_state_dir_need_one_given(setup, capsys):
+    tmp_path, argv = setup
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    del settings["state_dir"]
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    assert main(argv) == 2
+    assert "give --state-dir" in capsys.readouterr().err
+    assert main([*argv, "--state-dir", str(tmp_path / "given")]) == 0
+    assert (tmp_path / "given" / history.FILE).exists()
+
+
 def test_no_production_model_is_a_failed_run(setup, tmp_path_factory, capsys):
     tmp_path, argv = setup
     empty = build_registry(tmp_path_factory.mktemp("empty") / "registry", versions=((0, 2),), aliases={})
