@@ -69,6 +69,8 @@ def platform(tmp_path_factory):
     extra = isolated_vars(BASE_PORT, run_dir, registry)
     extra["rollout_state_dir"] = str(run_dir / "rollout")
     extra["rollout_strategy"] = STRATEGY
+    # the service keeps feedback, for the pipeline run to train on
+    extra["chiops_feedback_store"] = f"sqlite:///{run_dir}/feedback.db"
     try:
         run_playbook("local_platform.yml", extra)
         # writes rollout_state_dir/settings.json from the inventory, as `start` would use it
