@@ -24,6 +24,7 @@ import argparse
 import collections
 import dataclasses
 import math
+import re
 import sys
 import time
 
@@ -149,7 +150,7 @@ class Case:
     candidate: Model
     stable: Model
     traffic: Traffic
-    target: str  # "fail<=0.02": share of fail verdicts; "pass<=0.05"; "pass>=0.95"; "fail>=0.95"
+    target: str  # "rejected<=0.02": fail + inconclusive at the cap; "pass<=0.05"; "pass>=0.95"; "fail>=0.95"
 
 
 BASE = Model()
@@ -164,7 +165,7 @@ def cases() -> list[Case]:
     out = []
     for label, traffic in (("weight 0.1", DEFAULT), ("demo, weight 0.2", DEMO)):
         out += [
-            Case(f"identical, 0.5 % 5xx ({label})", BASE, BASE, traffic, "fail<=0.02"),
+            Case(f"identical, 0.5 % 5xx ({label})", BASE, BASE, traffic, "rejected<=0.02"),
             Case(
                 f"3x error rate ({label})",
                 dataclasses.replace(BASE, error_rate=0.015),
@@ -189,7 +190,7 @@ def cases() -> list[Case]:
         ]
     no_5xx = dataclasses.replace(BASE, error_rate=0.0)
     out += [
-        Case("identical, no 5xx (weight 0.1)", no_5xx, no_5xx, DEFAULT, "fail<=0.02"),
+        Case("identical, no 5xx (weight 0.1)", no_5xx, no_5xx, DEFAULT, "rejected<=0.02"),
         Case("demo v2 (1.000) vs v1 (0.986), no 5xx", DEMO_V2, DEMO_V1, DEMO, "pass>=0.95"),
         Case("demo v3 (0.856) vs v2 (1.000), no 5xx", DEMO_V3, DEMO_V2, DEMO, "fail>=0.95"),
     ]
@@ -197,8 +198,11 @@ def cases() -> list[Case]:
 
 
 def met(target: str, shares: dict[str, float]) -> bool:
-    verdict, bound = target[:4], float(target[6:])
-    return shares[verdict] <= bound if target[4:6] == "<=" else shares[verdict] >= bound
+    """`rejected` is what the engine does to the candidate: failed, or still inconclusive at the cap (rolled
+    back); an identical model rolled back for want of evidence is rejected as surely as a failed one."""
+    verdict, op, bound = re.fullmatch(r"(\w+)(<=|>=)([0-9.]+)", target).groups()
+    share = shares["fail"] + shares["inconclusive"] if verdict == "rejected" else shares[verdict]
+    return share <= float(bound) if op == "<=" else share >= float(bound)
 
 
 def run_case(case: Case, trials: int, seed: int, t: gates.Thresholds) -> dict:
