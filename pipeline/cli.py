@@ -92,19 +92,12 @@ def cmd_decide(args) -> int:
     except SignalError as exc:
         print(f"pipeline decide: {exc}", file=sys.stderr)
         return 1
-    lease = None
     if args.inventory:
         from chi_scripts.errors import CloudError, SpecError
-        from pipeline.lease import apply_extension, current_lease
+        from pipeline.lease import decide_within_lease
 
         try:
-            lease = current_lease(args.inventory)
-            if lease is None:
-                print(f"pipeline decide: {args.inventory} has no live lease", file=sys.stderr)
-                return 1
-            decision = decide(policy, signals, lease, time.time())
-            if args.extend:
-                decision = apply_extension(decision, args.inventory)
+            decision = decide_within_lease(policy, signals, args.inventory, args.extend, time.time())
         except SpecError as exc:
             print(f"pipeline decide: {exc}", file=sys.stderr)
             return 2

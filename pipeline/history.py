@@ -33,7 +33,7 @@ def read(state_dir: Path) -> list[dict[str, Any]]:
         try:
             record = json.loads(line)
             float(record["time"])
-            bool(record["drift_armed"])
+            record["drift_armed"]  # a record without it is not one (KeyError)
         except (ValueError, KeyError, TypeError):
             raise HistoryError(f"{path}:{number} is not a pipeline run record") from None
         runs.append(record)

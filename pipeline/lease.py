@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline.policy import REFUSE, Decision, Lease
+from pipeline.policy import REFUSE, Decision, Lease, Policy, Signals, decide
 
 BLAZAR_TIME = "%Y-%m-%dT%H:%M:%S.%f"
 
@@ -50,3 +50,16 @@ def apply_extension(decision: Decision, inventory: str | Path) -> Decision:
     return replace(
         decision, reasons=(*decision.reasons, f"lease extended by {decision.extend_by_s} s on Chameleon")
     )
+
+
+def decide_within_lease(
+    policy: Policy, signals: Signals, inventory: str | Path, extend: bool, now: float
+) -> Decision:
+    """decide() against the inventory's live lease; with `extend`, the extension it asks for is made."""
+    from chi_scripts.errors import CloudError
+
+    lease = current_lease(inventory)
+    if lease is None:
+        raise CloudError(f"{inventory} has no live lease")
+    decision = decide(policy, signals, lease, now)
+    return apply_extension(decision, inventory) if extend else decision

@@ -91,17 +91,11 @@ def _decide(req: Request, registry: str, runs: list[dict[str, Any]], now: float)
         trained_commit=card.get("git_commit"),
         trainings=history.trainings(runs),
     )
-    lease = None
     if req.inventory:
-        from pipeline.lease import apply_extension, current_lease
+        from pipeline.lease import decide_within_lease
 
-        lease = current_lease(req.inventory)
-        if lease is None:
-            raise RunError(f"{req.inventory} has no live lease")
-    decision = decide(req.policy, observed, lease, now)
-    if req.inventory and req.extend:
-        decision = apply_extension(decision, req.inventory)
-    return card, observed, decision
+        return card, observed, decide_within_lease(req.policy, observed, req.inventory, req.extend, now)
+    return card, observed, decide(req.policy, observed, None, now)
 
 
 def _retrain(req: Request, registry: str, work: Path, progress: Progress) -> dict[str, Any]:
@@ -114,7 +108,7 @@ def _retrain(req: Request, registry: str, work: Path, progress: Progress) -> dic
         "snapshot the feedback store",
     )
     if snap.returncode != 0:
-        return {**done, "outcome": "failed", "failed_step": "snapshot", "error": snap.stderr.strip()[-500:]}
+        return {"outcome": "failed", "failed_step": "snapshot", "error": snap.stderr.strip()[-500:]}
     done["feedback_data"] = snap.stdout.split()[0]
     params = [p for kv in (*req.params, f"data.feedback={done['feedback_data']}") for p in ("--param", kv)]
     done["trained"] = True  # counts against cooldown and budget whatever comes of the model
