@@ -47,6 +47,7 @@ def test_the_platform_has_what_the_issue_asks_for():
     }
     assert [g["metadata"]["name"] for g in by_kind("Gateway")] == ["chiops-public"]
     assert {p["metadata"]["name"] for p in by_kind("PodMonitor")} == {"ray-head", "ray-workers"}
+    assert [r["metadata"]["name"] for r in by_kind("PrometheusRule")] == ["chiops"]
 
 
 def test_versions_are_pinned():
@@ -66,9 +67,10 @@ def test_sync_waves_put_controllers_before_what_needs_them():
     namespaces = max(wave(d) for d in by_kind("Namespace"))
     charts = [wave(d) for d in by_kind("Application")]
     agents = [wave(d) for d in by_kind("DaemonSet")]
-    dependents = [wave(d) for d in by_kind("Gateway") + by_kind("PodMonitor")]
+    needing_crds = by_kind("Gateway") + by_kind("PodMonitor") + by_kind("PrometheusRule")
+    dependents = [wave(d) for d in needing_crds]
     assert namespaces < min(charts) and max(charts) < min(agents) and max(agents) < min(dependents)
-    for doc in by_kind("Gateway") + by_kind("PodMonitor"):
+    for doc in needing_crds:
         # their CRDs or classes arrive with an earlier wave of the same sync
         assert (
             "SkipDryRunOnMissingResource=true"
@@ -129,6 +131,15 @@ def test_a_broken_platform_manifest_is_rejected():
     monitor["spec"]["podMetricsEndpoints"][0]["interval"] = "fifteen seconds"
     with pytest.raises(InvalidManifest, match="interval"):
         validate(monitor)
+    (rule,) = by_kind("PrometheusRule")
+    rule = yaml.safe_load(yaml.safe_dump(rule))
+    alert = next(r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r)
+    alert["for"] = "five minutes"
+    with pytest.raises(InvalidManifest, match=r"rules/\d+/for"):
+        validate(rule)
+    alert["for"], alert["severity"] = "5m", "page"
+    with pytest.raises(InvalidManifest, match="severity"):
+        validate(rule)
     (daemonset, *_) = by_kind("DaemonSet")
     daemonset = yaml.safe_load(yaml.safe_dump(daemonset))
     daemonset["spec"]["template"]["spec"]["containers"][0]["volumeMount"] = []

@@ -7,8 +7,8 @@
   (kubectl's default --validate=strict), except under x-kubernetes-preserve-unknown-fields. metadata gets
   Kubernetes' ObjectMeta schema; pod templates inside RayServices get Kubernetes' PodTemplate schema.
 - Core kinds: Kubernetes' own OpenAPI schemas (kubernetes-validate) of the version Kubespray installs.
-- PodMonitor (prometheus-operator): the one kind without an upstream copy here; tests/schemas/ holds a
-  hand-derived subset of its CRD (see its README).
+- PodMonitor and PrometheusRule (prometheus-operator): the kinds without an upstream copy here; tests/schemas/
+  holds hand-derived subsets of their CRDs (see its README).
 Not checked: `format` values (int32, date-time, ...) and the API server's cost limits on CEL rules.
 """
 
@@ -26,7 +26,7 @@ SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 # Kubespray v2.31.0 installs Kubernetes 1.35.4; kubernetes-validate 1.37.0 ships schemas for 1.25.0 ...
 # 1.37.0, and patch releases do not change the API, so 1.35.0 is the exact match.
 KUBERNETES_VERSION = "1.35.0"
-HAND_DERIVED = {("monitoring.coreos.com/v1", "PodMonitor")}
+HAND_DERIVED = {("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 
 
 class InvalidManifest(Exception):

@@ -20,6 +20,18 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 def test_committed_files_are_what_the_generator_writes():
     assert monitoring.RULES_PATH.read_text() == monitoring.render_rules(), "run python -m monitoring.generate"
     assert monitoring.DASHBOARD_PATH.read_text() == monitoring.render_dashboard()
+    assert monitoring.PLATFORM_RULES_PATH.read_text() == monitoring.render_platform_rules()
+
+
+def test_the_cluster_loads_the_same_rules_promtool_checks(tmp_path):
+    # The cluster's PrometheusRule and the controller's rule file are one set of groups, so the promtool and
+    # alert tests below hold for both; the spec alone is a rule file promtool accepts.
+    (rule,) = yaml.safe_load_all(monitoring.PLATFORM_RULES_PATH.read_text())
+    assert rule["spec"] == yaml.safe_load(monitoring.RULES_PATH.read_text())
+    spec = tmp_path / "spec.yml"
+    spec.write_text(yaml.safe_dump(rule["spec"]))
+    out = subprocess.run([PROMTOOL, "check", "rules", str(spec)], capture_output=True, text=True)
+    assert out.returncode == 0 and "SUCCESS: 15 rules found" in out.stdout, out.stdout + out.stderr
 
 
 def test_promtool_accepts_the_rules():
