@@ -85,27 +85,52 @@ def image_digest(image) -> str:
 
 
 class SQLiteStore:
-    """One connection per call: safe across threads and processes; SQLite's lock serialises the writers."""
+    """One connection per thread, kept open: closing the last connection of a WAL database checkpoints it
+    and deletes the WAL file, which a connection per call paid on nearly every write
+    (bench/bench_feedback_store.py).
+    Safe across threads and processes; SQLite's lock serialises the writers. Every call first checks that the
+    database file is still the one the connection holds, so a store whose file or volume is gone raises
+    StoreUnavailable instead of writing into an unlinked inode."""
 
     def __init__(self, path: str | Path, timeout_s: float = DEFAULT_TIMEOUT_S):
         self.path, self.timeout_s = Path(path), timeout_s
-        self._ready = False
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"sqlite:///{self.path}"
 
+    def _file_id(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
     def _connect(self) -> sqlite3.Connection:
+        held = getattr(self._local, "held", None)
+        if held is not None:
+            conn, file_id = held
+            if self._file_id() == file_id:
+                return conn
+            conn.close()
+            self._local.held = None
         if not self.path.parent.is_dir():
             raise StoreUnavailable(f"feedback store {self}: directory {self.path.parent} does not exist")
         try:
             conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
-            if not self._ready:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(SCHEMA.format(blob="BLOB"))
-                self._ready = True
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(SCHEMA.format(blob="BLOB"))
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"feedback store {self}: {exc}") from exc
+        self._local.held = (conn, self._file_id())
         return conn
+
+    def _drop(self) -> None:
+        # after an error the connection may be mid-transaction or on a dead file: the next call opens anew
+        held = getattr(self._local, "held", None)
+        if held is not None:
+            held[0].close()
+            self._local.held = None
 
     def add(self, fb: Feedback) -> bool:
         conn = self._connect()
@@ -117,9 +142,8 @@ class SQLiteStore:
             )
             return cur.rowcount == 1
         except sqlite3.Error as exc:
+            self._drop()
             raise StoreUnavailable(f"feedback store {self}: {exc}") from exc
-        finally:
-            conn.close()
 
     def records(self) -> list[Feedback]:
         conn = self._connect()
@@ -128,9 +152,8 @@ class SQLiteStore:
                 f"SELECT {', '.join(COLUMNS)} FROM feedback ORDER BY prediction_id"
             ).fetchall()
         except sqlite3.Error as exc:
+            self._drop()
             raise StoreUnavailable(f"feedback store {self}: {exc}") from exc
-        finally:
-            conn.close()
         return [_feedback(row) for row in rows]
 
 

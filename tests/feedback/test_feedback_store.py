@@ -198,3 +198,18 @@ def test_postgres_down_then_restarted_keeps_its_data(endpoint_model):
         assert len(open_store(server.url).records()) == 2
     finally:
         server.remove()
+
+
+def test_sqlite_store_follows_its_file_not_the_open_connection(tmp_path):
+    # The store keeps its connection open between calls; a database file removed under it (a volume wiped,
+    # an operator's rm) must not swallow the next writes into the unlinked inode, where no reader finds them.
+    path = tmp_path / "feedback.db"
+    store = open_store(f"sqlite:///{path}")
+    t1, t2 = token(1), token(2)
+    first = new_feedback(SIGNER.verify(t1), t1, 3, image(1))
+    assert store.add(first)
+    for leftover in tmp_path.glob("feedback.db*"):
+        leftover.unlink()
+    second = new_feedback(SIGNER.verify(t2), t2, 3, image(2))
+    assert store.add(second)
+    assert [r.prediction_id for r in open_store(f"sqlite:///{path}").records()] == [t2]
