@@ -1,21 +1,20 @@
 """How often the canary gates decide wrongly at the shipped defaults, over simulated traffic.
 
-Drives the real rollout.gates.decide with rollout.gates.Thresholds() (the shipped defaults) on seeded
-simulated
-traffic shaped like the demo's: a load generator sends `rps` /predict requests a second of `batch` images, the
-router sends each to the canary with probability `weight`, each request gets a status (5xx with the model's
-error rate) and a latency (log-normal), each image of an answered request a prediction (correct with the
-model's
-accuracy) and a feedback `feedback_delay_s` later. Prometheus sees the counters as of its last scrape,
-latencies
-bucketed exactly like the service's histogram (serving/metric_names.LATENCY_BOUNDARIES_MS, `le` inclusive).
+Runs a strategy's analysis steps as the engine does (rollout/engine.py): the shipped default strategy
+(rollout.strategy.DEFAULTS, with rollout.gates.Thresholds()) and the demo's (demo_strategy, read from
+inventories/local), each step judged by the real rollout.gates.decide (and gates.guard for a guard step).
+Traffic is seeded and simulated, shaped like the demo's: a load generator sends `rps` /predict requests a
+second of `batch` images, the router sends each to the canary with the step's weight, each request gets a
+status (5xx with the model's error rate) and a latency (log-normal), each image of an answered request a
+prediction (correct with the model's accuracy) and a feedback `feedback_delay_s` later. Prometheus sees the
+counters as of its last scrape, latencies bucketed exactly like the service's histogram
+(serving/metric_names.LATENCY_BOUNDARIES_MS, `le` inclusive).
 
-The engine decides at `window_s`, then every `step_s` while the verdict is inconclusive, and rolls back
-when it is
-still inconclusive at `max_window_s`. Beyond that cap the simulation keeps looking (every 120 s, up to
-`horizon_s`) only to report how much evidence a verdict would have needed.
+Each step's evidence starts when its weight applies. The step decides at its window, then every interval
+while undecided; still undecided at its cap, the rollout is rolled back. The candidate is promoted when every
+step passes.
 
-    PYTHONPATH=. python bench/bench_gates.py [--trials 1000] [--seed 1]
+    PYTHONPATH=. python bench/bench_gates.py [--trials 1000] [--seed 1] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -24,13 +23,15 @@ import argparse
 import collections
 import dataclasses
 import math
+import pathlib
 import re
 import sys
 import time
 
 import numpy as np
+import yaml
 
-from rollout import gates
+from rollout import gates, strategy
 from serving.metric_names import LATENCY_BOUNDARIES_MS
 
 BOUNDS = np.asarray(LATENCY_BOUNDARIES_MS, dtype=float)
@@ -48,26 +49,18 @@ class Model:
 @dataclasses.dataclass(frozen=True)
 class Traffic:
     rps: float = 10.0
-    weight: float = 0.1
     batch: int = 2
     feedback_delay_s: float = 2.0
     scrape_s: float = 5.0
-    window_s: float = 90.0
-    step_s: float = 15.0
-    max_window_s: float = 240.0
-    horizon_s: float = 1800.0
-    horizon_step_s: float = 120.0
 
-    def looks(self) -> list[float]:
-        times, t = [], self.window_s
-        while t <= self.max_window_s + 1e-9:
-            times.append(t)
-            t += self.step_s
-        t = times[-1] + self.horizon_step_s
-        while t <= self.horizon_s + 1e-9:
-            times.append(t)
-            t += self.horizon_step_s
-        return times
+
+def looks(action: strategy.Action) -> list[float]:
+    """When the engine decides: at the window, then every interval up to the cap."""
+    times, at = [], action.window_s
+    while at <= action.max_window_s + 1e-9:
+        times.append(at)
+        at += action.interval_s
+    return times
 
 
 @dataclasses.dataclass
@@ -123,25 +116,45 @@ def serve(
     return Served(environment, version, times, errors, bucket, image_times, predicted, correct)
 
 
-def trial(
-    rng: np.random.Generator, candidate: Model, stable: Model, traffic: Traffic, t: gates.Thresholds
-) -> tuple[str, float, float, list[str]]:
-    """(verdict by the cap, time of the first verdict or inf, canary requests then, gates open at the cap)."""
-    times = np.arange(1, int(traffic.horizon_s * traffic.rps) + 1) / traffic.rps
-    to_canary = rng.random(len(times)) < traffic.weight
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    verdict: str  # pass (promoted) | fail | inconclusive (rolled back at a step's cap)
+    step: int  # index of the analysis step that decided against it (-1 when promoted)
+    seconds: float  # from the first weight to the end of the last step run
+    open_gates: tuple[str, ...]  # gates still undecided when a step's cap rolled it back
+
+
+def run_step(
+    rng: np.random.Generator, candidate: Model, stable: Model, traffic: Traffic, action, t: gates.Thresholds
+) -> tuple[str, float, tuple[str, ...]]:
+    times = np.arange(1, int(action.max_window_s * traffic.rps) + 1) / traffic.rps
+    to_canary = rng.random(len(times)) < action.weight
     cand = serve(rng, "canary", "v2", candidate, times[to_canary], traffic.batch)
     stab = serve(rng, "production", "v1", stable, times[~to_canary], traffic.batch)
-    open_at_cap: list[str] = []
-    for look in traffic.looks():
+    decision = None
+    for look in looks(action):
         scraped = math.floor(look / traffic.scrape_s) * traffic.scrape_s
-        c = cand.side(scraped, traffic.feedback_delay_s)
-        decision = gates.decide(c, stab.side(scraped, traffic.feedback_delay_s), t)
-        if look <= traffic.max_window_s + 1e-9:
-            open_at_cap = [g.name for g in decision.gates if g.verdict == "inconclusive"]
-        if decision.verdict != "inconclusive":
-            by_cap = decision.verdict if look <= traffic.max_window_s + 1e-9 else "inconclusive"
-            return by_cap, look, c.requests, [] if by_cap != "inconclusive" else open_at_cap
-    return "inconclusive", math.inf, math.inf, open_at_cap
+        c, s = cand.side(scraped, traffic.feedback_delay_s), stab.side(scraped, traffic.feedback_delay_s)
+        decision = gates.decide(c, s, t)
+        result = gates.guard(decision) if action.mode == "guard" else decision.verdict
+        if result != "inconclusive":
+            return result, look, ()
+    assert decision is not None
+    still_open = tuple(g.name for g in decision.gates if g.verdict == "inconclusive")
+    return "inconclusive", action.max_window_s, still_open
+
+
+def trial(
+    rng: np.random.Generator, candidate: Model, stable: Model, traffic: Traffic, strat: strategy.Strategy
+) -> Outcome:
+    elapsed = 0.0
+    steps = [a for a in strat.actions if a.kind == "analysis"]
+    for index, action in enumerate(steps):
+        result, took, still_open = run_step(rng, candidate, stable, traffic, action, strat.thresholds)
+        elapsed += took
+        if result != "pass":
+            return Outcome(result, index, elapsed, still_open)
+    return Outcome("pass", -1, elapsed, ())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,110 +163,108 @@ class Case:
     candidate: Model
     stable: Model
     traffic: Traffic
-    target: str  # "rejected<=0.02": fail + inconclusive at the cap; "pass<=0.05"; "pass>=0.95"; "fail>=0.95"
+    strategy: strategy.Strategy
+    target: str  # "rejected<=0.02": failed or rolled back; "pass<=0.05"; "pass>=0.95"; "fail>=0.95"
+
+
+LOCAL_ROLLOUT = pathlib.Path(__file__).resolve().parents[1] / "inventories/local/group_vars/all/rollout.yml"
+
+
+def demo_settings(path: pathlib.Path = LOCAL_ROLLOUT) -> tuple[Traffic, strategy.Strategy]:
+    """The demo's traffic and strategy, as `make demo` runs them (playbooks/demo.yml)."""
+    values = yaml.safe_load(path.read_text())
+    traffic = Traffic(
+        rps=float(values["demo_traffic_rps"]),
+        batch=int(values["demo_traffic_batch"]),
+        feedback_delay_s=float(values["demo_feedback_delay"]),
+    )
+    return traffic, strategy.load(values["demo_strategy"])
 
 
 BASE = Model()
-DEFAULT = Traffic()  # rollout_gates.yml: canary_weight 0.1, window 90 s, cap 240 s, watch every 15 s
-DEMO = Traffic(weight=0.2, window_s=60.0)  # demo_canary_weight 0.2, demo_analysis_window 60 s
+SHIPPED = strategy.load()  # rollout/strategy.py DEFAULTS, gates.Thresholds()
+DEFAULT = Traffic()
+DEMO, DEMO_STRATEGY = demo_settings()
 DEMO_V1 = Model(error_rate=0.0, accuracy=0.9861)  # digits.yaml (docs/training.md)
 DEMO_V2 = Model(error_rate=0.0, accuracy=1.0)  # digits_v2.yaml
 DEMO_V3 = Model(error_rate=0.0, accuracy=0.8556)  # digits_noisy.yaml
 
 
 def cases() -> list[Case]:
-    out = []
-    for label, traffic in (("weight 0.1", DEFAULT), ("demo, weight 0.2", DEMO)):
-        out += [
-            Case(f"identical, 0.5 % 5xx ({label})", BASE, BASE, traffic, "rejected<=0.02"),
-            Case(
-                f"3x error rate ({label})",
-                dataclasses.replace(BASE, error_rate=0.015),
-                BASE,
-                traffic,
-                "pass<=0.05",
-            ),
-            Case(
-                f"2x latency ({label})",
-                dataclasses.replace(BASE, latency_median_ms=24.0),
-                BASE,
-                traffic,
-                "pass<=0.05",
-            ),
-            Case(
-                f"accuracy 0.96 vs 0.986 ({label})",
-                dataclasses.replace(BASE, accuracy=0.96),
-                BASE,
-                traffic,
-                "pass<=0.05",
-            ),
-        ]
     no_5xx = dataclasses.replace(BASE, error_rate=0.0)
+    worse = {
+        "3x error rate": dataclasses.replace(BASE, error_rate=0.015),
+        "2x latency": dataclasses.replace(BASE, latency_median_ms=24.0),
+        "accuracy 0.96 vs 0.986": dataclasses.replace(BASE, accuracy=0.96),
+    }
+    out = [Case("identical, 0.5 % 5xx", BASE, BASE, DEFAULT, SHIPPED, "rejected<=0.02")]
+    out += [Case(name, model, BASE, DEFAULT, SHIPPED, "pass<=0.05") for name, model in worse.items()]
     out += [
-        Case("identical, no 5xx (weight 0.1)", no_5xx, no_5xx, DEFAULT, "rejected<=0.02"),
-        Case("demo v2 (1.000) vs v1 (0.986), no 5xx", DEMO_V2, DEMO_V1, DEMO, "pass>=0.95"),
-        Case("demo v3 (0.856) vs v2 (1.000), no 5xx", DEMO_V3, DEMO_V2, DEMO, "fail>=0.95"),
+        Case("identical, no 5xx", no_5xx, no_5xx, DEFAULT, SHIPPED, "rejected<=0.02"),
+        Case("demo: identical, no 5xx", no_5xx, no_5xx, DEMO, DEMO_STRATEGY, "rejected<=0.02"),
+        Case("demo: v2 (1.000) vs v1 (0.986)", DEMO_V2, DEMO_V1, DEMO, DEMO_STRATEGY, "pass>=0.95"),
+        Case("demo: v3 (0.856) vs v2 (1.000)", DEMO_V3, DEMO_V2, DEMO, DEMO_STRATEGY, "fail>=0.95"),
     ]
     return out
 
 
 def met(target: str, shares: dict[str, float]) -> bool:
-    """`rejected` is what the engine does to the candidate: failed, or still inconclusive at the cap (rolled
-    back); an identical model rolled back for want of evidence is rejected as surely as a failed one."""
+    """`rejected` is what the engine does to the candidate: failed, or still inconclusive at a step's cap
+    (rolled back); an identical model rolled back for want of evidence is rejected as surely as a failed
+    one."""
     verdict, op, bound = re.fullmatch(r"(\w+)(<=|>=)([0-9.]+)", target).groups()
     share = shares["fail"] + shares["inconclusive"] if verdict == "rejected" else shares[verdict]
     return share <= float(bound) if op == "<=" else share >= float(bound)
 
 
-def run_case(case: Case, trials: int, seed: int, t: gates.Thresholds) -> dict:
+def run_case(case: Case, trials: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     verdicts: collections.Counter[str] = collections.Counter()
+    stopped_at: collections.Counter[int] = collections.Counter()
     open_gates: collections.Counter[str] = collections.Counter()
-    decided_at, requests_at = [], []
+    ended_at = []
     for _ in range(trials):
-        verdict, when, requests, still_open = trial(rng, case.candidate, case.stable, case.traffic, t)
-        verdicts[verdict] += 1
-        open_gates.update(still_open)
-        decided_at.append(when)
-        requests_at.append(requests)
+        outcome = trial(rng, case.candidate, case.stable, case.traffic, case.strategy)
+        verdicts[outcome.verdict] += 1
+        if outcome.step >= 0:
+            stopped_at[outcome.step] += 1
+        open_gates.update(outcome.open_gates)
+        ended_at.append(outcome.seconds)
     shares = {v: verdicts[v] / trials for v in gates.VERDICTS}
-
-    def pct(values: list[float], q: float) -> float:
-        # "method=lower" keeps an undecided trial (inf) as inf instead of interpolating to nan.
-        return float(np.percentile(np.asarray(values), q, method="lower"))
-
     return {
         "case": case.name,
         "shares": shares,
         "target": case.target,
         "met": met(case.target, shares),
-        "verdict_s_p50": pct(decided_at, 50),
-        "verdict_s_p95": pct(decided_at, 95),
-        "canary_requests_p95": pct(requests_at, 95),
+        "seconds_p50": float(np.percentile(ended_at, 50)),
+        "seconds_p95": float(np.percentile(ended_at, 95)),
+        "stopped_at": {step: n / trials for step, n in sorted(stopped_at.items())},
         "open_gates": dict(open_gates),
     }
 
 
-def _fmt_s(value: float, horizon: float) -> str:
-    return f"> {horizon:.0f}" if math.isinf(value) else f"{value:.0f}"
+def describe(strat: strategy.Strategy) -> str:
+    return " → ".join(
+        f"{a.mode} at {a.weight:g} ({a.window_s:g}-{a.max_window_s:g} s)"
+        for a in strat.actions
+        if a.kind == "analysis"
+    )
 
 
-def table(results: list[dict], horizon: float) -> str:
+def table(results: list[dict]) -> str:
     head = (
-        "| case | promoted | failed | inconclusive at cap (rolled back) | target | met | "
-        "s to a verdict p50 / p95 | canary requests by then p95 | gates open at cap |"
+        "| case | promoted | failed | rolled back at a cap | target | met | stopped at step (share) | "
+        "s to the end p50 / p95 | gates open at a cap |"
     )
     lines = [head, "|" + "---|" * 9]
     for r in results:
         s = r["shares"]
-        p95 = r["canary_requests_p95"]
-        needed = _fmt_s(p95, math.inf) if math.isfinite(p95) else "-"
+        stopped = ", ".join(f"{step + 1}: {share:.1%}" for step, share in r["stopped_at"].items()) or "-"
         opened = ", ".join(f"{k} {v}" for k, v in sorted(r["open_gates"].items())) or "-"
         lines.append(
             f"| {r['case']} | {s['pass']:.1%} | {s['fail']:.1%} | {s['inconclusive']:.1%} | "
             f"{r['target'].replace('<=', ' ≤ ').replace('>=', ' ≥ ')} | {'yes' if r['met'] else 'NO'} | "
-            f"{_fmt_s(r['verdict_s_p50'], horizon)} / {_fmt_s(r['verdict_s_p95'], horizon)} | "
-            f"{needed} | {opened} |"
+            f"{stopped} | {r['seconds_p50']:.0f} / {r['seconds_p95']:.0f} | {opened} |"
         )
     return "\n".join(lines)
 
@@ -267,18 +278,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.trials < 1:
         print("--trials must be >= 1", file=sys.stderr)
         return 2
-    t = gates.Thresholds()
-    print(f"Thresholds(): {dataclasses.asdict(t)}")
-    print(f"default traffic: {DEFAULT}\ndemo traffic: {DEMO}\nbase model: {BASE}\n")
+    print(f"shipped strategy: {describe(SHIPPED)}; traffic {DEFAULT}")
+    print(f"  thresholds: {dataclasses.asdict(SHIPPED.thresholds)}")
+    print(f"demo strategy: {describe(DEMO_STRATEGY)}; traffic {DEMO}")
+    print(f"  thresholds: {dataclasses.asdict(DEMO_STRATEGY.thresholds)}")
+    print(f"base model: {BASE}\n")
     results = []
     for i, case in enumerate(cases()):
         if args.only not in case.name:
             continue
         started = time.monotonic()
-        results.append(run_case(case, args.trials, args.seed + i, t))
+        results.append(run_case(case, args.trials, args.seed + i))
         print(f"  {case.name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
-    print(f"{args.trials} seeded trials per case (seed {args.seed}); times from the canary's start.")
-    print(table(results, DEFAULT.horizon_s))
+    print(f"{args.trials} seeded trials per case (seed {args.seed}); times from the first canary weight.")
+    print(table(results))
+    print(f"targets met: {sum(r['met'] for r in results)} of {len(results)}")
     return 0
 
 

@@ -149,14 +149,16 @@ def describe(state: dict[str, Any], alive: bool, now: float) -> str:
     if evidence and state["status"] in ("running", "paused"):
         left = max(0.0, evidence["window_s"] - evidence["elapsed_s"])
         lines.append(
-            f"analysis at {evidence['weight']:g}: {evidence['elapsed_s']:.0f}/{evidence['window_s']:g} s, "
+            f"{'guard' if evidence.get('mode') == 'guard' else 'analysis'} at {evidence['weight']:g}: "
+            f"{evidence['elapsed_s']:.0f}/{evidence['window_s']:g} s, "
             f"{left:.0f} s left in the window (cap {evidence['max_window_s']:g} s); "
             f"canary {evidence['candidate']['requests']:.0f}/{evidence['min_requests']} requests, "
             f"{evidence['candidate']['feedback']:.0f}/{evidence['min_feedback']} feedback; "
             f"stable {evidence['stable']['requests']:.0f} requests"
         )
         for gate in evidence.get("gates", []):
-            lines.append(f"  {'pass' if gate['passed'] else 'FAIL'} {gate['name']}: {gate['reason']}")
+            said = gate.get("verdict", "pass" if gate["passed"] else "fail")
+            lines.append(f"  {said} {gate['name']}: {gate['reason']}")
     for record in state.get("records", []):
         lines.append(f"  {record['stage']}: {'pass' if record['passed'] else 'FAIL'}")
     if state["status"] in ("running", "paused", "rolling_back") and not alive:
@@ -356,11 +358,18 @@ def plan_text(settings: dict[str, Any], version: str, skip_analysis: bool) -> st
                 f"   backend.set_split({stable}, {v}, {a.weight:g}); backend.wait_split({a.weight:g})"
             )
         elif a.kind == "analysis":
+            decides = (
+                f"   after {a.window_s:g} s the gates decide: pass → next step; fail → roll back; "
+                f"inconclusive → window extended up to {a.max_window_s:g} s, then roll back"
+                if a.mode == "verdict"
+                else f"   after {a.window_s:g} s: a failed gate → roll back; once each side has the "
+                f"minimum evidence and no gate fails → next step; short of it at {a.max_window_s:g} s → "
+                "roll back"
+            )
             lines += [
                 f"   every {a.interval_s:g} s: evidence from backend.prometheus_url() "
                 "(canary vs production since the weight applied)",
-                f"   after {a.window_s:g} s the gates decide: pass → next step; fail → roll back; "
-                f"inconclusive → window extended up to {a.max_window_s:g} s, then roll back",
+                decides,
                 f"   gates: {', '.join(g.__name__.removesuffix('_gate') for g in gates.GATES)} "
                 "(rollout/gates.py; docs/rollout.md, Canary gates)",
                 f"   thresholds: {json.dumps(dataclasses.asdict(t))}",

@@ -468,6 +468,7 @@ class Engine:
             stable_side = self.evidence.measure("production", stable, window, now)
             self.state["evidence"] = {
                 "weight": action.weight,
+                "mode": action.mode,
                 "elapsed_s": round(elapsed, 1),
                 "window_s": action.window_s,
                 "max_window_s": action.max_window_s,
@@ -486,13 +487,18 @@ class Engine:
             }
             if elapsed >= action.window_s:
                 decision = gates.decide(candidate, stable_side, t)
-                result = verdict(decision)
+                result = gates.guard(decision) if action.mode == "guard" else verdict(decision)
                 self.state["evidence"]["gates"] = decision.to_dict()["gates"]
                 self.state["evidence"]["verdict"] = result
                 self.save()
                 if result == "pass":
                     self._analysis_record(action, decision, start, now, "pass")
-                    self._note(f"analysis at {_pct(action.weight)} passed after {elapsed:.0f} s")
+                    self._note(
+                        f"guard at {_pct(action.weight)} passed after {elapsed:.0f} s: no gate shows the "
+                        "candidate worse"
+                        if action.mode == "guard"
+                        else f"analysis at {_pct(action.weight)} passed after {elapsed:.0f} s"
+                    )
                     return
                 if result == "fail" or elapsed >= action.max_window_s:
                     self._analysis_record(action, decision, start, now, result)
@@ -550,6 +556,7 @@ class Engine:
             ),
             "window": f"{end - start:.0f}s",
             "weight": action.weight,
+            "mode": action.mode,
             "window_start": start,
             "window_end": end,
             "candidate_version": self.state["version"],

@@ -115,6 +115,8 @@ class GateResult:
     measured: dict[str, Any]
     threshold: dict[str, Any]
     reason: str
+    # False while a side still lacks the gate's minimum evidence (min_requests / min_feedback).
+    enough_data: bool = True
 
     @property
     def passed(self) -> bool:
@@ -166,6 +168,7 @@ def _too_few(
         {f"{side}_{what}": round(n) for side, n in have.items()},
         threshold,
         f"not enough data yet: need >= {need} {what} per side, {detail}",
+        enough_data=False,
     )
 
 
@@ -454,3 +457,16 @@ def combine(verdicts: list[str]) -> str:
 def decide(candidate: Side, stable: Side, thresholds: Thresholds) -> Decision:
     results = [gate(candidate, stable, thresholds) for gate in GATES]
     return Decision(combine([r.verdict for r in results]), results)
+
+
+def guard(decision: Decision) -> str:
+    """The answer of a guard step (strategy `mode: guard`), which only stops a candidate the data already
+    show worse: fail when a gate fails; inconclusive while a gate lacks its minimum evidence; otherwise pass,
+    meaning "not shown worse". A small first weight cannot show an identical model within its margins in
+    minutes (docs/rollout.md), so it guards; the strategy's last analysis before the promotion is always a
+    full verdict, where every gate must pass."""
+    if decision.verdict == "fail":
+        return "fail"
+    if not all(g.enough_data for g in decision.gates):
+        return "inconclusive"
+    return "pass"

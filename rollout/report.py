@@ -53,9 +53,10 @@ def markdown(report: dict[str, Any]) -> str:
         for check in stage["checks"]:
             lines.append(
                 "| {} | {} | {} | {} | {} | {} |".format(
-                    stage["stage"],
+                    stage["stage"] + (" (guard)" if stage.get("mode") == "guard" else ""),
                     check["name"],
-                    "pass" if check["passed"] else "FAIL",
+                    # a guard goes on with gates still open: INCONCLUSIVE, not FAIL
+                    "pass" if check["passed"] else check.get("verdict", "fail").upper(),
                     _fmt(check["measured"]).replace("|", "/"),
                     _fmt(check["threshold"]).replace("|", "/"),
                     check["reason"].replace("|", "/"),

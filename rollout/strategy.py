@@ -4,7 +4,9 @@ overrides only what it changes (inventories/<env>/group_vars/all/rollout.yml).
 A strategy is a list of steps after the staging checks:
     {weight: 0.05}                       public route: 5 % of /predict to the canary
     {analysis: {window: 90s, ...}}       gates over a window at the current weight (extended while
-                                         inconclusive)
+                                         inconclusive); every gate must pass (mode: verdict)
+    {analysis: {mode: guard}}            stops a candidate the data show worse, else goes on once each
+                                         side has its minimum evidence; the last analysis is a verdict
     {pause: 30s} / {pause: null}         hold for a duration / until `rollout promote`
     {weight: 1.0}                        the last step: production serves the candidate (promotion)
 `compile_plan` turns it into the concrete, numbered actions the engine runs and `plan` prints.
@@ -21,20 +23,23 @@ from typing import Any
 from rollout import gates
 
 TARGETS = ("production", "staging")
+MODES = ("verdict", "guard")
 
 DEFAULTS: dict[str, Any] = {
     # production: staging checks → canary steps → production; staging: the staging checks only, nothing
     # promoted.
     "target": "production",
+    # A small first weight guards (stops a candidate shown worse); the half-traffic step judges. Sized by
+    # bench/bench_gates.py at 10 /predict requests/s (docs/rollout.md, "How often they are wrong").
     "steps": [
-        {"weight": 0.05},
-        {"analysis": {}},
-        {"weight": 0.25},
-        {"analysis": {}},
+        {"weight": 0.1},
+        {"analysis": {"mode": "guard"}},
+        {"weight": 0.5},
+        {"analysis": {"max_window": "900s"}},
         {"weight": 1.0},
     ],
     # Defaults of every analysis step (a step's own mapping overrides them).
-    "analysis": {"window": "90s", "max_window": "240s", "interval": "15s"},
+    "analysis": {"window": "90s", "max_window": "300s", "interval": "15s", "mode": "verdict"},
     # rollout.gates.Thresholds fields; unset ones keep the gate module's defaults.
     "thresholds": {},
     "staging": {
@@ -95,6 +100,7 @@ class Action:
     max_window_s: float = 0.0
     interval_s: float = 0.0
     pause_s: float | None = None
+    mode: str = "verdict"  # analysis only: verdict (every gate passes) or guard (none fails)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -193,6 +199,12 @@ def _canary_actions(steps: Any, analysis_defaults: Mapping[str, Any], skip_analy
             if weight == 0:
                 raise StrategyError(f"steps[{index}]: analysis before any canary weight has nothing to judge")
             settings = merge(analysis_defaults, value or {})
+            unknown = sorted(set(settings) - set(DEFAULTS["analysis"]))
+            if unknown:
+                raise StrategyError(f"steps[{index}]: unknown analysis setting(s): {', '.join(unknown)}")
+            mode = settings["mode"]
+            if mode not in MODES:
+                raise StrategyError(f"steps[{index}]: mode must be one of {', '.join(MODES)}, got {mode!r}")
             window = seconds(settings["window"], f"steps[{index}].window")
             cap = seconds(settings["max_window"], f"steps[{index}].max_window")
             interval = seconds(settings["interval"], f"steps[{index}].interval")
@@ -201,17 +213,21 @@ def _canary_actions(steps: Any, analysis_defaults: Mapping[str, Any], skip_analy
             analysed = True
             if skip_analysis:
                 continue
+            label = (
+                f"analysis at weight {weight:g}: gates over {window:g} s (up to {cap:g} s while inconclusive)"
+                if mode == "verdict"
+                else f"guard at weight {weight:g}: stop if a gate fails over {window:g} s (up to {cap:g} s "
+                "until each side has its minimum evidence)"
+            )
             actions.append(
                 Action(
                     "analysis",
-                    (
-                        f"analysis at weight {weight:g}: gates over {window:g} s "
-                        f"(up to {cap:g} s while inconclusive)"
-                    ),
+                    label,
                     weight=weight,
                     window_s=window,
                     max_window_s=cap,
                     interval_s=interval,
+                    mode=mode,
                 )
             )
         else:
@@ -220,6 +236,12 @@ def _canary_actions(steps: Any, analysis_defaults: Mapping[str, Any], skip_analy
             actions.append(Action("pause", label, weight=weight, pause_s=pause))
     if weight != 1.0:
         raise StrategyError("steps must end with {weight: 1.0}: a rollout ends promoted or rolled back")
-    if not skip_analysis and not any(a.kind == "analysis" for a in actions):
+    analyses = [a for a in actions if a.kind == "analysis"]
+    if not skip_analysis and not analyses:
         raise StrategyError("no analysis step: nothing would gate the promotion")
+    if analyses and analyses[-1].mode != "verdict":
+        raise StrategyError(
+            "the last analysis before the promotion is a guard: a guard only stops a candidate shown worse, "
+            "so nothing would show this one good (make it mode: verdict)"
+        )
     return actions

@@ -53,21 +53,22 @@ def test_plan_on_every_shipped_inventory(inventory):
     assert "offline_eval" in out and "load_test" in out
     if inventory == "staging":
         assert "stops after staging" in out
-        assert "analysis at weight" not in out and "promote" not in out.split("stops after staging")[0]
+        assert "at weight" not in out and "promote" not in out.split("stops after staging")[0]
         return
     # production hosts only [production], yet staging and the canary steps run (in its own namespaces)
-    assert "backend.set_split(<production>, v2, 0.05)" in out
-    assert out.count("analysis at weight") == 2
+    assert "backend.set_split(<production>, v2, 0.1)" in out
+    assert out.count("guard at weight 0.1") == 1 and out.count("analysis at weight 0.5") == 1
+    assert "a failed gate → roll back; once each side has the minimum evidence" in out
     assert "gates: error_rate, latency" in out or "gates: error_rate" in out
     assert "min_requests" in out and "min_feedback" in out
     assert "backend.deploy(production, v2)" in out
-    assert out.index("analysis at weight 0.25") < out.index("promote: production serves the candidate")
+    assert out.index("analysis at weight 0.5") < out.index("promote: production serves the candidate")
 
 
 def test_plan_with_skip_analysis_says_so_and_has_no_gates():
     proc = rollout("plan", "--inventory", "inventories/local", "--version", "v2", "--skip-analysis")
     assert proc.returncode == 0, proc.stderr
-    assert "--skip-analysis" in proc.stdout and "analysis at weight" not in proc.stdout
+    assert "--skip-analysis" in proc.stdout and "at weight" not in proc.stdout
 
 
 def test_plan_through_the_playbook_touches_nothing_but_its_settings(tmp_path, registry):

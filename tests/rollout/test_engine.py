@@ -100,11 +100,11 @@ def test_good_candidate_goes_through_every_step(tmp_path, registry):
     rig = Rig(tmp_path, registry)
     state = rig.start()
     assert state["status"] == "promoted", rig.lines
-    assert rig.backend.weights_seen == [0.0, 0.05, 0.25, 1.0, 0.0]
+    assert rig.backend.weights_seen == [0.0, 0.1, 0.5, 1.0, 0.0]
     assert rig.backend.versions == {"production": "v2"}
     assert rig.aliases() == {"staging": None, "canary": None, "production": "v2", "previous": "v1"}
     stages = [r["stage"] for r in state["records"]]
-    assert stages == ["staging", "canary@5%", "canary@25%", "production"]
+    assert stages == ["staging", "canary@10%", "canary@50%", "production"]
     assert all(r["passed"] for r in state["records"])
     # the candidate took 100 % before production changed, and production changed before the route went back
     calls = rig.backend.calls
@@ -114,7 +114,7 @@ def test_good_candidate_goes_through_every_step(tmp_path, registry):
     events = [e["event"] for e in entries]
     assert events[0] == "start" and events[-1] == "finish"
     weight_entries = [e["changes"]["canary_weight"][1] for e in entries if e["event"] == "weight"]
-    assert weight_entries == [0.05, 0.25, 1.0, 0.0]
+    assert weight_entries == [0.1, 0.5, 1.0, 0.0]
     assert all(e["commit"] for e in entries if e["event"] in ("weight", "deploy"))
     report = json.loads((tmp_path / "reports" / state["id"] / "rollout.json").read_text())
     assert report["outcome"] == "promoted" and len(report["stages"]) == 4
@@ -125,8 +125,8 @@ def test_erroring_candidate_is_rolled_back_at_the_first_step(tmp_path, registry)
     rig = Rig(tmp_path, registry, candidate_error_rate=0.2)
     state = rig.start()
     assert state["status"] == "rolled_back"
-    assert "gate failed: canary at 5%" in state["reason"] and "error_rate" in state["reason"]
-    assert rig.backend.weights_seen == [0.0, 0.05, 0.0]
+    assert "gate failed: canary at 10%" in state["reason"] and "error_rate" in state["reason"]
+    assert rig.backend.weights_seen == [0.0, 0.1, 0.0]
     assert_stable_restored(rig)
     assert state["records"][-1]["verdict"] == "fail"
 
@@ -146,11 +146,32 @@ def test_inconclusive_extends_the_window_to_its_cap_then_rolls_back(tmp_path, re
 def test_inconclusive_then_enough_evidence_passes_within_the_cap(tmp_path, registry):
     # With no 5xx the error-rate gate needs a few hundred canary requests to pass: at 3 requests/s (60 x 5 %)
     # the 60 s window is inconclusive and an extension within the 180 s cap passes.
-    rig = Rig(tmp_path, registry, rate=60.0)
+    steps = [{"weight": 0.05}, {"analysis": {}}, {"weight": 1.0}]
+    rig = Rig(tmp_path, registry, overrides={"steps": steps}, rate=60.0)
     state = rig.start()
     assert state["status"] == "promoted", state["reason"]
     first = state["records"][1]
+    assert first["mode"] == "verdict"
     assert 60 < first["window_end"] - first["window_start"] <= 180
+
+
+def test_a_guard_step_goes_on_once_nothing_fails_where_a_verdict_would_wait(tmp_path, registry):
+    # The shipped first step guards at 10 %: at 6 requests/s the canary has its minimums (100 requests and
+    # 100 feedback) well before the 60 s window, but too few requests for the error-rate gate to pass.
+    rig = Rig(tmp_path, registry, rate=60.0)
+    state = rig.start()
+    assert state["status"] == "promoted", state["reason"]
+    guard, verdict = state["records"][1], state["records"][2]
+    assert (guard["stage"], guard["mode"], guard["verdict"]) == ("canary@10%", "guard", "pass")
+    assert guard["window_end"] - guard["window_start"] == 60
+    error_rate = next(g for g in guard["checks"] if g["name"] == "error_rate")
+    assert error_rate["verdict"] == "inconclusive" and error_rate["enough_data"]
+    assert any("guard at 10% passed after 60 s: no gate shows the candidate worse" in x for x in rig.lines)
+    assert (verdict["stage"], verdict["mode"], verdict["verdict"]) == ("canary@50%", "verdict", "pass")
+    assert all(g["verdict"] == "pass" for g in verdict["checks"])
+    markdown = (tmp_path / "reports" / state["id"] / "rollout.md").read_text()
+    assert "| canary@10% (guard) | error_rate | INCONCLUSIVE |" in markdown
+    assert "| canary@50% | error_rate | pass |" in markdown
 
 
 def test_first_model_runs_staging_then_production_without_a_split(tmp_path, registry):
@@ -240,24 +261,24 @@ def test_pause_request_holds_at_the_step_boundary_and_resume_request_continues(t
     state = rig.start()
     assert state["status"] == "promoted"
     _step, weight = seen["paused_at"]
-    assert weight == 0.05  # held at the step reached, no further
+    assert weight == 0.1  # held at the step reached, no further
 
 
 def test_promote_full_skips_the_remaining_steps_and_says_so(tmp_path, registry):
     rig = Rig(tmp_path, registry)
     rig.on_sleep = lambda: (
-        rig.store.request("promote_full", "operator") if rig.backend.weight == 0.05 else None
+        rig.store.request("promote_full", "operator") if rig.backend.weight == 0.1 else None
     )
     state = rig.start()
     assert state["status"] == "promoted"
-    assert 0.25 not in rig.backend.weights_seen
+    assert 0.5 not in rig.backend.weights_seen
     skip = [e for e in ledger.Ledger(rig.store.ledger_path).verify() if e["event"] == "skip"]
     assert skip and "promote --full by operator" in skip[0]["reason"]
 
 
 def test_abort_request_rolls_back_the_running_controller(tmp_path, registry):
     rig = Rig(tmp_path, registry)
-    rig.on_sleep = lambda: rig.store.request("abort", "operator") if rig.backend.weight == 0.25 else None
+    rig.on_sleep = lambda: rig.store.request("abort", "operator") if rig.backend.weight == 0.5 else None
     state = rig.start()
     assert state["status"] == "rolled_back" and "aborted" in state["reason"]
     assert_stable_restored(rig)
@@ -311,7 +332,7 @@ def test_killed_after_every_backend_call_then_abort_restores_stable(tmp_path, re
         assert state["status"] == "running"
         assert not rig.store.controller_alive()  # the dead controller left no lock
         # a half state would be weight > 0 without a canary, or a weight the strategy does not have
-        assert rig.backend.weight in (0.0, 0.05, 0.25, 1.0)
+        assert rig.backend.weight in (0.0, 0.1, 0.5, 1.0)
         rig.backend.check_invariants()
         # the state names every weight the route may be at
         assert rig.backend.weight in (state["weight"], state["weight_pending"])
@@ -377,3 +398,25 @@ def test_killed_around_every_state_write_then_abort_or_resume(tmp_path, registry
             assert rig.backend.versions == {"production": "v2"} and rig.backend.weight == 0.0
     else:
         pytest.fail("the rollout never completed within 200 kill points")
+
+
+@pytest.mark.parametrize(
+    ("analysis", "message"),
+    [
+        ({"mode": "guard"}, "the last analysis before the promotion is a guard"),
+        ({"mode": "sometimes"}, "mode must be one of verdict, guard"),
+        ({"windw": "60s"}, "unknown analysis setting(s): windw"),
+    ],
+)
+def test_a_strategy_that_a_guard_would_promote_or_that_misspells_is_refused(analysis, message):
+    steps = [{"weight": 0.1}, {"analysis": analysis}, {"weight": 1.0}]
+    with pytest.raises(strategy.StrategyError) as info:
+        strategy.load({"steps": steps})
+    assert message in str(info.value)
+    # a guard before a verdict is the shipped shape
+    guarded = [{"weight": 0.1}, {"analysis": analysis}, {"weight": 0.5}, {"analysis": {}}, {"weight": 1.0}]
+    if analysis == {"mode": "guard"}:
+        assert [a.mode for a in strategy.load({"steps": guarded}).actions if a.kind == "analysis"] == [
+            "guard",
+            "verdict",
+        ]

@@ -237,6 +237,22 @@ def test_reasons_list_failed_gates_first_then_open_ones():
     assert {g["name"]: g["verdict"] for g in decision.to_dict()["gates"]}["latency"] == "pass"
 
 
+def test_a_guard_stops_only_what_fails_and_waits_only_for_the_minimums():
+    # Enough data, no 5xx in 200 requests: the error-rate gate cannot yet show the rate below its 1 % floor.
+    open_only = gates.decide(side(requests=200, feedback=800), stable(), T)
+    assert open_only.verdict == "inconclusive" and gates.guard(open_only) == "pass"
+    assert [g.name for g in open_only.gates if g.verdict == "inconclusive"] == ["error_rate"]
+    # Short of min_feedback on one side: the guard waits, as the verdict does.
+    short = gates.decide(side(feedback=50, correct=50), stable(), T)
+    assert gates.guard(short) == "inconclusive"
+    assert [g.name for g in short.gates if not g.enough_data] == ["online_accuracy"]
+    # A failed gate fails the guard too, with or without the minimums elsewhere.
+    failing = gates.decide(side(errors=40, feedback=50, correct=50), stable(), T)
+    assert failing.verdict == "fail" and gates.guard(failing) == "fail"
+    passing = gates.decide(side(requests=4000, feedback=16000), stable(), T)
+    assert passing.verdict == "pass" and gates.guard(passing) == "pass"
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     requests=st.integers(0, T.min_requests - 1),
@@ -357,18 +373,35 @@ def test_simulator_buckets_and_counts_like_prometheus():
     assert 0.85 < s.feedback_correct / s.feedback < 0.95
 
 
-def test_simulator_trial_reaches_the_verdicts_the_demo_needs():
+def test_simulator_runs_the_demo_strategy_from_the_local_inventory():
+    analyses = [a for a in bench_gates.DEMO_STRATEGY.actions if a.kind == "analysis"]
+    assert [(a.weight, a.mode) for a in analyses] == [(0.5, "verdict"), (0.8, "verdict")]
+    assert bench_gates.DEMO_STRATEGY.thresholds.max_latency_ratio == 2.0  # the demo's own override
+    looks = bench_gates.looks(analyses[0])
+    assert looks[0] == analyses[0].window_s and looks[1] - looks[0] == analyses[0].interval_s
+    assert looks[-1] <= analyses[0].max_window_s
     rng = np.random.default_rng(7)
-    verdict, when, _, _ = bench_gates.trial(
-        rng, bench_gates.DEMO_V3, bench_gates.DEMO_V2, bench_gates.DEMO, Thresholds()
+    v3 = bench_gates.trial(
+        rng, bench_gates.DEMO_V3, bench_gates.DEMO_V2, bench_gates.DEMO, bench_gates.DEMO_STRATEGY
     )
-    assert verdict == "fail" and when == bench_gates.DEMO.window_s
-    verdict, when, _, _ = bench_gates.trial(
-        rng, bench_gates.DEMO_V2, bench_gates.DEMO_V1, bench_gates.DEMO, Thresholds()
+    assert (v3.verdict, v3.step, v3.seconds) == ("fail", 0, analyses[0].window_s)
+    v2 = bench_gates.trial(
+        rng, bench_gates.DEMO_V2, bench_gates.DEMO_V1, bench_gates.DEMO, bench_gates.DEMO_STRATEGY
     )
-    assert verdict == "pass" and when <= bench_gates.DEMO.max_window_s
-    looks = bench_gates.DEMO.looks()
-    assert looks[0] == 60 and looks[1] == 75 and 240 in looks and looks[-1] <= bench_gates.DEMO.horizon_s
+    assert (v2.verdict, v2.step) == ("pass", -1)
+    assert v2.seconds <= sum(a.max_window_s for a in analyses)
+
+
+def test_simulator_runs_the_shipped_strategy_step_by_step():
+    analyses = [a for a in bench_gates.SHIPPED.actions if a.kind == "analysis"]
+    assert [(a.weight, a.mode) for a in analyses] == [(0.1, "guard"), (0.5, "verdict")]
+    rng = np.random.default_rng(11)
+    slow = dataclasses.replace(bench_gates.BASE, latency_median_ms=60.0)
+    out = bench_gates.trial(rng, slow, bench_gates.BASE, bench_gates.DEFAULT, bench_gates.SHIPPED)
+    assert (out.verdict, out.step) == ("fail", 0)  # 5x the latency: the guard stops it
+    # An identical model passes the guard, then the half-traffic verdict.
+    out = bench_gates.trial(rng, bench_gates.BASE, bench_gates.BASE, bench_gates.DEFAULT, bench_gates.SHIPPED)
+    assert out.verdict == "pass" and out.seconds > analyses[0].window_s + analyses[1].window_s - 1
 
 
 @pytest.mark.parametrize(

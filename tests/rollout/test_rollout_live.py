@@ -36,7 +36,8 @@ BASE_PORT = 6500
 STRATEGY = {
     "steps": [
         {"weight": 0.3},
-        {"analysis": {"window": "20s"}},
+        # The shipped shape: the first step guards (stops what fails), the last one judges.
+        {"analysis": {"window": "20s", "mode": "guard"}},
         {"weight": 0.6},
         {"analysis": {"window": "15s"}},
         {"weight": 1.0},
@@ -179,6 +180,8 @@ def test_killed_in_the_canary_step_then_status_and_resume_promote(platform, traf
     final = state(platform)
     assert final["status"] == "promoted"
     assert [r["stage"] for r in final["records"]] == ["staging", "canary@30%", "canary@60%", "production"]
+    modes = [(r["mode"], r["verdict"]) for r in final["records"][1:3]]
+    assert modes == [("guard", "pass"), ("verdict", "pass")]
     route = public(platform)
     assert route["canary_weight"] == 0.0 and route["canary"] is None
     assert route["stable"]["model_version"] == "v2"
