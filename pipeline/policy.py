@@ -26,7 +26,9 @@ class Policy:
     cooldown_s: float = 3600.0
     max_per_day: int = 3
     train_estimate_s: float = 600.0
-    rollout_estimate_s: float = 900.0
+    # The shipped strategy run to its caps (guard 300 s + verdict 900 s, rollout/strategy.py) plus staging and
+    # the promotion; a strategy with longer steps or pauses needs its own value.
+    rollout_estimate_s: float = 1500.0
     lease_margin_s: float = 600.0
     # Chameleon (CHI@TACC, CHI@UC): a lease may last 7 days from its start; extending past that is refused.
     max_lease_s: float = 7 * DAY_S
