@@ -45,11 +45,12 @@ def rows(report: dict) -> list[list[str]]:
             out.append(
                 [
                     report["model_version"],
-                    stage["stage"],
+                    stage["stage"] + (" (guard)" if stage.get("mode") == "guard" else ""),
                     check["name"],
                     _short(check["measured"]),
                     _short(check["threshold"]),
-                    "pass" if check["passed"] else "FAIL",
+                    # a gate still open when its step ended says so (INCONCLUSIVE), not FAIL
+                    "pass" if check["passed"] else check.get("verdict", "fail").upper(),
                 ]
             )
     return out

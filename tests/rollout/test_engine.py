@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout import aliases, engine, ledger, runstate, strategy
+from rollout import aliases, engine, ledger, runstate, strategy, summary
 from tests.rollout.fake_backend import (
     FakeBackend,
     FakeClock,
@@ -172,6 +172,10 @@ def test_a_guard_step_goes_on_once_nothing_fails_where_a_verdict_would_wait(tmp_
     markdown = (tmp_path / "reports" / state["id"] / "rollout.md").read_text()
     assert "| canary@10% (guard) | error_rate | INCONCLUSIVE |" in markdown
     assert "| canary@50% | error_rate | pass |" in markdown
+    report = json.loads((tmp_path / "reports" / state["id"] / "rollout.json").read_text())
+    results = {(row[1], row[2]): row[-1] for row in summary.rows(report)}
+    assert results[("canary@10% (guard)", "error_rate")] == "INCONCLUSIVE"
+    assert results[("canary@50%", "error_rate")] == "pass"
 
 
 def test_first_model_runs_staging_then_production_without_a_split(tmp_path, registry):
