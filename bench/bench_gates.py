@@ -136,7 +136,7 @@ def run_step(
         scraped = math.floor(look / traffic.scrape_s) * traffic.scrape_s
         c, s = cand.side(scraped, traffic.feedback_delay_s), stab.side(scraped, traffic.feedback_delay_s)
         decision = gates.decide(c, s, t)
-        result = gates.guard(decision) if action.mode == "guard" else decision.verdict
+        result = gates.step_verdict(decision, action.mode)
         if result != "inconclusive":
             return result, look, ()
     assert decision is not None
@@ -148,8 +148,7 @@ def trial(
     rng: np.random.Generator, candidate: Model, stable: Model, traffic: Traffic, strat: strategy.Strategy
 ) -> Outcome:
     elapsed = 0.0
-    steps = [a for a in strat.actions if a.kind == "analysis"]
-    for index, action in enumerate(steps):
+    for index, action in enumerate(strat.analyses):
         result, took, still_open = run_step(rng, candidate, stable, traffic, action, strat.thresholds)
         elapsed += took
         if result != "pass":
@@ -245,9 +244,7 @@ def run_case(case: Case, trials: int, seed: int) -> dict:
 
 def describe(strat: strategy.Strategy) -> str:
     return " → ".join(
-        f"{a.mode} at {a.weight:g} ({a.window_s:g}-{a.max_window_s:g} s)"
-        for a in strat.actions
-        if a.kind == "analysis"
+        f"{a.mode} at {a.weight:g} ({a.window_s:g}-{a.max_window_s:g} s)" for a in strat.analyses
     )
 
 

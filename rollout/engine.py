@@ -38,19 +38,6 @@ class Refused(Exception):
     """The request cannot start (exit 1 with this reason, nothing touched)."""
 
 
-def verdict(decision: gates.Decision) -> str:
-    """pass | fail | inconclusive: the gates module's own verdict where it has one."""
-    own = getattr(decision, "verdict", None)
-    if own:
-        return own
-    if decision.promote:
-        return "pass"
-    failing = [g for g in decision.gates if not g.passed]
-    if failing and all(g.reason.startswith("insufficient data") for g in failing):
-        return "inconclusive"
-    return "fail"
-
-
 @dataclasses.dataclass
 class Evidence:
     """Where the gates' sides come from: Prometheus in production use (PrometheusEvidence)."""
@@ -487,7 +474,7 @@ class Engine:
             }
             if elapsed >= action.window_s:
                 decision = gates.decide(candidate, stable_side, t)
-                result = gates.guard(decision) if action.mode == "guard" else verdict(decision)
+                result = gates.step_verdict(decision, action.mode)
                 self.state["evidence"]["gates"] = decision.to_dict()["gates"]
                 self.state["evidence"]["verdict"] = result
                 self.save()

@@ -459,6 +459,12 @@ def decide(candidate: Side, stable: Side, thresholds: Thresholds) -> Decision:
     return Decision(combine([r.verdict for r in results]), results)
 
 
+def step_verdict(decision: Decision, mode: str) -> str:
+    """The answer of an analysis step in `mode` (rollout/strategy.py MODES): the engine and bench_gates both
+    judge a step through this."""
+    return guard(decision) if mode == "guard" else decision.verdict
+
+
 def guard(decision: Decision) -> str:
     """The answer of a guard step (strategy `mode: guard`), which only stops a candidate the data already
     show worse: fail when a gate fails; inconclusive while a gate lacks its minimum evidence; otherwise pass,

@@ -37,6 +37,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def stage_label(stage: dict[str, Any]) -> str:
+    return stage["stage"] + (" (guard)" if stage.get("mode") == "guard" else "")
+
+
+def check_result(check: dict[str, Any]) -> str:
+    """pass, or the gate's own verdict in capitals: a guard goes on with gates still open (INCONCLUSIVE)."""
+    return "pass" if check["passed"] else check.get("verdict", "fail").upper()
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Rollout of {report['model_version']} (stable: {report['stable_version'] or 'none'})",
@@ -53,10 +62,9 @@ def markdown(report: dict[str, Any]) -> str:
         for check in stage["checks"]:
             lines.append(
                 "| {} | {} | {} | {} | {} | {} |".format(
-                    stage["stage"] + (" (guard)" if stage.get("mode") == "guard" else ""),
+                    stage_label(stage),
                     check["name"],
-                    # a guard goes on with gates still open: INCONCLUSIVE, not FAIL
-                    "pass" if check["passed"] else check.get("verdict", "fail").upper(),
+                    check_result(check),
                     _fmt(check["measured"]).replace("|", "/"),
                     _fmt(check["threshold"]).replace("|", "/"),
                     check["reason"].replace("|", "/"),

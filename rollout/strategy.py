@@ -121,6 +121,10 @@ class Strategy:
     split_timeout_s: float
     raw: Mapping[str, Any]
 
+    @property
+    def analyses(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.kind == "analysis")
+
 
 def _step(raw: Any, index: int) -> tuple[str, Any]:
     if not isinstance(raw, Mapping) or len(raw) != 1:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from rollout import report as rollout_report
 from serving import metric_names as m
 
 
@@ -45,12 +46,11 @@ def rows(report: dict) -> list[list[str]]:
             out.append(
                 [
                     report["model_version"],
-                    stage["stage"] + (" (guard)" if stage.get("mode") == "guard" else ""),
+                    rollout_report.stage_label(stage),
                     check["name"],
                     _short(check["measured"]),
                     _short(check["threshold"]),
-                    # a gate still open when its step ended says so (INCONCLUSIVE), not FAIL
-                    "pass" if check["passed"] else check.get("verdict", "fail").upper(),
+                    rollout_report.check_result(check),
                 ]
             )
     return out

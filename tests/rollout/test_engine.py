@@ -420,7 +420,4 @@ def test_a_strategy_that_a_guard_would_promote_or_that_misspells_is_refused(anal
     # a guard before a verdict is the shipped shape
     guarded = [{"weight": 0.1}, {"analysis": analysis}, {"weight": 0.5}, {"analysis": {}}, {"weight": 1.0}]
     if analysis == {"mode": "guard"}:
-        assert [a.mode for a in strategy.load({"steps": guarded}).actions if a.kind == "analysis"] == [
-            "guard",
-            "verdict",
-        ]
+        assert [a.mode for a in strategy.load({"steps": guarded}).analyses] == ["guard", "verdict"]

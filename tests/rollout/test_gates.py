@@ -374,7 +374,7 @@ def test_simulator_buckets_and_counts_like_prometheus():
 
 
 def test_simulator_runs_the_demo_strategy_from_the_local_inventory():
-    analyses = [a for a in bench_gates.DEMO_STRATEGY.actions if a.kind == "analysis"]
+    analyses = bench_gates.DEMO_STRATEGY.analyses
     assert [(a.weight, a.mode) for a in analyses] == [(0.5, "verdict"), (0.8, "verdict")]
     assert bench_gates.DEMO_STRATEGY.thresholds.max_latency_ratio == 2.0  # the demo's own override
     looks = bench_gates.looks(analyses[0])
@@ -393,7 +393,7 @@ def test_simulator_runs_the_demo_strategy_from_the_local_inventory():
 
 
 def test_simulator_runs_the_shipped_strategy_step_by_step():
-    analyses = [a for a in bench_gates.SHIPPED.actions if a.kind == "analysis"]
+    analyses = bench_gates.SHIPPED.analyses
     assert [(a.weight, a.mode) for a in analyses] == [(0.1, "guard"), (0.5, "verdict")]
     rng = np.random.default_rng(11)
     slow = dataclasses.replace(bench_gates.BASE, latency_median_ms=60.0)
